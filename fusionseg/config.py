@@ -1,0 +1,310 @@
+"""Typed run configuration: frozen dataclasses, YAML files holding only differences, `--set` overrides.
+
+A run is described by one `RunConfig`. Defaults live in code; a YAML file in `configs/` lists only what
+differs; `--set train.lr=5e-4` overrides single values. Unknown keys and wrong types raise `ConfigError`
+naming the dotted path. `dump_config` writes the fully resolved config next to every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+from fusionseg.errors import ConfigError
+
+# ----------------------------------------------------------------------------------------------------
+# Schema
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticConfig:
+    """Procedural multimodal scene generator (`fusionseg make-synthetic`)."""
+
+    num_frames: int = 200
+    height_px: int = 384
+    width_px: int = 768
+    seed: int = 0
+    val_fraction: float = 0.2
+    outdoor_fraction: float = 0.5  # share of outdoor-like layouts (the rest indoor-like)
+    dark_fraction: float = 0.15  # frames with degraded (dark) RGB, depth intact
+    fog_fraction: float = 0.15  # frames with foggy RGB, depth intact
+    camouflage_fraction: float = 0.5  # share of objects textured like their background
+    sparse_rows: int = 64  # LiDAR-like scan lines in depth_sparse
+    workers: int = 0  # 0 = all cores
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """Where the dataset lives and how samples are read and augmented."""
+
+    root: str = "data/synthetic"
+    dataset: str = "synthetic"  # built-in definition: class names, palette, void id
+    train_list: str = "train.txt"
+    val_list: str = "val.txt"
+    modalities: tuple[str, ...] = ("rgb",)
+    height_px: int = 384
+    width_px: int = 768
+    depth_scale_m: float = 0.001  # metres per stored unit for 16-bit depth columns (mm)
+    # augmentation (paper §8 of adapnetpp.md: flip, scale, crop; photometric only on RGB)
+    augment: bool = True
+    scale_min: float = 0.5
+    scale_max: float = 2.0
+    flip: bool = True
+    brightness: float = 40.0  # +- grey levels, RGB only
+    contrast_min: float = 0.5
+    contrast_max: float = 1.5
+    num_workers: int = 0
+    allow_absolute_paths: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """The AdapNet++ expert (adapnetpp.md)."""
+
+    name: Literal["adapnetpp"] = "adapnetpp"
+    num_classes: int = 12
+    dilations: Literal["released", "may2019"] = "released"  # adapnetpp.md §3.3
+    easpp_rates: tuple[int, int, int] = (3, 6, 12)
+    aux: bool = True
+    aux_weights: tuple[float, float] = (0.6, 0.5)  # adapnetpp.md §7
+    dropout: float = 0.7  # drop probability, block-4 unit-3 (adapnetpp.md §3.1)
+    init: str = ""  # optional local torchvision/timm ResNet-50 state dict
+    channels_last: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class FusionConfig:
+    """Fusion of trained experts (ssma-cmode.md)."""
+
+    scheme: Literal["ssma", "cmode"] = "ssma"
+    experts: dict[str, str] = field(default_factory=dict)  # modality -> expert checkpoint path
+    ssma_reduction_easpp: int = 16
+    ssma_reduction_skip: int = 6
+    finetune: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Optimiser, schedule and run bookkeeping (adapnetpp.md §8)."""
+
+    out_dir: str = "runs/default"
+    seed: int = 0
+    batch_size: int = 8
+    grad_accum: int = 1
+    iterations: int = 150_000
+    lr: float = 1e-3
+    lr_end: float = 1e-4
+    poly_power: float = 0.9
+    adam_eps: float = 1e-8
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    device: str = "auto"
+    val_every: int = 1000
+    ckpt_every: int = 1000
+    keep_last: int = 3
+    log_every: int = 20
+    on_nonfinite: Literal["skip", "stop"] = "stop"
+    compile: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Everything one run needs; saved as `config.yaml` beside the run's outputs."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------------------------------
+
+_NONE_TYPE = type(None)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    """Check `value` against the annotation `tp` and convert YAML forms (lists) to the schema's."""
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__} {value!r}")
+        return _build(tp, value, path)
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{path}: {value!r} is not one of {', '.join(map(repr, choices))}")
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and _NONE_TYPE in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is _NONE_TYPE:
+                continue
+            try:
+                return _coerce(value, arg, path)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {value!r} does not fit {tp}")
+    if origin is tuple:
+        args = get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__} {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{path}: expected {len(args)} values, got {len(value)}: {list(value)!r}")
+        return tuple(_coerce(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is dict:
+        key_tp, val_tp = get_args(tp)
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__} {value!r}")
+        return {
+            _coerce(k, key_tp, f"{path}.{k}"): _coerce(v, val_tp, f"{path}.{k}") for k, v in value.items()
+        }
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {type(value).__name__} {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    raise ConfigError(f"{path}: unsupported schema type {_type_name(tp)}")  # pragma: no cover
+
+
+def _build(cls: type, values: Mapping[str, Any], path: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        dotted = f"{path}.{key}" if path else str(key)
+        if key not in names:
+            raise ConfigError(f"unknown config key '{dotted}' (valid: {', '.join(sorted(names))})")
+        kwargs[key] = _coerce(value, hints[key], dotted)
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """Turn `a.b.c=value` into `{"a": {"b": {"c": value}}}`; the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r} is not of the form section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc.problem})") from None
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def config_from_dict(values: Mapping[str, Any]) -> RunConfig:
+    """Build a `RunConfig` from nested plain values (as read from YAML); raises `ConfigError`."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"config must be a mapping of sections, got {type(values).__name__}")
+    return _build(RunConfig, values, "")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with the safe loader; errors name the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from None
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{path}: a config file must hold a mapping of sections")
+    return dict(values)
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    *,
+    base: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """Resolve a run config: code defaults <- `base` <- YAML file <- `--set` overrides.
+
+    Args:
+        path: Optional YAML file holding only differences from the defaults.
+        overrides: `section.key=value` strings, applied in order.
+        base: Plain values applied before the file (e.g. from CLI options).
+
+    Raises:
+        ConfigError: unknown key, wrong type or unreadable file (the message names the key or file).
+    """
+    values: dict[str, Any] = dict(base or {})
+    if path is not None:
+        try:
+            values = _merge(values, read_yaml(path))
+            config_from_dict(values)
+        except ConfigError as exc:
+            msg = str(exc)
+            raise ConfigError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
+    for text in overrides:
+        values = _merge(values, parse_override(text))
+    return config_from_dict(values)
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict (tuples as lists) of a config dataclass, ready for YAML/JSON."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(cfg)
+
+
+def dump_config(cfg: RunConfig, path: str | Path) -> Path:
+    """Write the fully resolved config as YAML (atomically); returns the path."""
+    from fusionseg.fsutil import atomic_write_text
+
+    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+    return atomic_write_text(Path(path), text)

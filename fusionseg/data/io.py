@@ -1,0 +1,246 @@
+"""Readers and writers for real sensor formats: 8-bit images, 16-bit depth PNGs, label maps.
+
+Depth units are never guessed: every depth read names its scale (metres per stored unit), either as a
+number or as one of the names in `DEPTH_UNITS`. `0` means missing everywhere. Values whose range does
+not fit the declared unit (metres stored where millimetres are declared, say) are refused with a
+`DataError` that names the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from fusionseg.errors import DataError
+from fusionseg.fsutil import atomic_write_bytes
+
+# metres per stored unit, by name
+DEPTH_UNITS: dict[str, float] = {
+    "m": 1.0,  # float images holding metres
+    "mm": 1e-3,  # ScanNet, SUN RGB-D, EMSANet Kinect v2, fusionseg synthetic
+    "0.1mm": 1e-4,  # ESANet Kinect v2 samples
+    "1e-4m": 1e-4,  # NYU Depth v2 toolbox PNGs
+    "kitti": 1.0 / 256.0,  # KITTI depth / LiDAR projections: uint16 / 256 = m
+}
+
+# Largest plausible median of valid depth, in metres, for any range sensor we read. Above it the
+# declared unit is almost surely too large (mm declared as m, say).
+MAX_PLAUSIBLE_MEDIAN_M = 1000.0
+# Smallest plausible median of valid depth: below it the unit is almost surely too small
+# (metres stored as integers but declared as mm, say).
+MIN_PLAUSIBLE_MEDIAN_M = 0.05
+# Pixels per image above which decoding is refused (guards against decompression bombs).
+MAX_PIXELS = 100_000_000
+
+
+def parse_depth_scale(value: str | float) -> float:
+    """Metres per stored unit from a unit name (`DEPTH_UNITS`) or a positive number.
+
+    Raises:
+        DataError: unknown name or non-positive number.
+    """
+    if isinstance(value, str):
+        key = value.strip().lower()
+        if key in DEPTH_UNITS:
+            return DEPTH_UNITS[key]
+        try:
+            number = float(key)
+        except ValueError:
+            raise DataError(
+                f"unknown depth unit {value!r} (use a number of metres per unit or one of "
+                f"{', '.join(DEPTH_UNITS)})"
+            ) from None
+    else:
+        number = float(value)
+    if not np.isfinite(number) or number <= 0:
+        raise DataError(f"depth scale must be a positive number of metres per unit, got {value!r}")
+    return number
+
+
+def _check_size(path: Path) -> None:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if size == 0:
+        raise DataError(f"{path}: file is empty (0 bytes)")
+
+
+def _decode(path: Path, flags: int) -> np.ndarray:
+    """Decode an image file; every failure becomes a DataError naming the file."""
+    path = Path(path)
+    _check_size(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    header_ok = _header_dims_ok(data)
+    if not header_ok:
+        raise DataError(f"{path}: image dimensions exceed the {MAX_PIXELS:,}-pixel limit")
+    try:
+        image = cv2.imdecode(data, flags)
+    except cv2.error as exc:
+        raise DataError(f"{path}: cannot decode image ({exc.err})") from None
+    if image is None:
+        raise DataError(f"{path}: not a readable image (corrupt, truncated or unsupported format)")
+    return image
+
+
+def _header_dims_ok(data: np.ndarray) -> bool:
+    """Check PNG header dimensions before decoding (other formats are left to OpenCV's own limits)."""
+    if data.size >= 24 and bytes(data[:8]) == b"\x89PNG\r\n\x1a\n":
+        width = int.from_bytes(bytes(data[16:20]), "big")
+        height = int.from_bytes(bytes(data[20:24]), "big")
+        return width * height <= MAX_PIXELS
+    return True
+
+
+def read_image(path: str | Path, *, order: str = "bgr") -> NDArray[np.uint8]:
+    """Read an 8-bit colour image.
+
+    Args:
+        path: Image file (PNG, JPEG, ...). Grey images are expanded to 3 channels.
+        order: "bgr" (OpenCV's order, what the original networks were fed) or "rgb".
+
+    Returns:
+        (H, W, 3) uint8.
+
+    Raises:
+        DataError: unreadable file or not 8 bits per channel.
+    """
+    path = Path(path)
+    image = _decode(path, cv2.IMREAD_UNCHANGED)
+    if image.dtype != np.uint8:
+        raise DataError(f"{path}: expected an 8-bit image, got {image.dtype} (is this a depth map?)")
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    elif image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if order == "rgb":
+        image = np.ascontiguousarray(image[:, :, ::-1])
+    elif order != "bgr":
+        raise ValueError(f"order must be 'bgr' or 'rgb', got {order!r}")
+    return image
+
+
+def read_gray(path: str | Path) -> NDArray[np.uint8]:
+    """Read an 8-bit single-channel image (e.g. NIR); colour files are converted to grey.
+
+    Returns:
+        (H, W) uint8.
+    """
+    path = Path(path)
+    image = _decode(path, cv2.IMREAD_UNCHANGED)
+    if image.dtype != np.uint8:
+        raise DataError(f"{path}: expected an 8-bit image, got {image.dtype}")
+    if image.ndim == 3:
+        image = cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2GRAY)
+    return image
+
+
+def read_label(path: str | Path) -> NDArray[np.uint8]:
+    """Read a label map of class ids (8- or 16-bit single channel PNG; 0 = void).
+
+    Returns:
+        (H, W) uint8 (or uint16 for 16-bit files) class ids.
+
+    Raises:
+        DataError: unreadable file or a multi-channel (colour) label image.
+    """
+    path = Path(path)
+    label = _decode(path, cv2.IMREAD_UNCHANGED)
+    if label.ndim != 2:
+        raise DataError(
+            f"{path}: label maps must be single-channel class ids, got {label.shape[2]} channels "
+            "(colour-coded ground truth needs converting first)"
+        )
+    if label.dtype not in (np.uint8, np.uint16):
+        raise DataError(f"{path}: label maps must be 8- or 16-bit integers, got {label.dtype}")
+    return label
+
+
+def read_depth(
+    path: str | Path, *, depth_scale_m: float | str, check_range: bool = True
+) -> NDArray[np.float32]:
+    """Read a depth image and convert it to metres.
+
+    Args:
+        path: 16-bit PNG of integer depth units (or a float32 TIFF/EXR of metres with scale 1).
+        depth_scale_m: Metres per stored unit, or a unit name from `DEPTH_UNITS`
+            ("mm", "0.1mm", "1e-4m", "kitti", "m").
+        check_range: Refuse values whose median does not fit a real range sensor in that unit.
+
+    Returns:
+        (H, W) float32 depth in metres, 0 = missing.
+
+    Raises:
+        DataError: unreadable file, 8-bit or colour image, or values implausible for the unit.
+    """
+    path = Path(path)
+    scale = parse_depth_scale(depth_scale_m)
+    raw = _decode(path, cv2.IMREAD_UNCHANGED)
+    if raw.ndim != 2:
+        raise DataError(f"{path}: depth must be a single-channel image, got {raw.shape[2]} channels")
+    if raw.dtype == np.uint8:
+        raise DataError(f"{path}: depth is 8-bit; expected 16-bit integer depth (8 bits cannot hold depth)")
+    if raw.dtype not in (np.uint16, np.float32):
+        raise DataError(f"{path}: unsupported depth dtype {raw.dtype}; expected uint16 or float32")
+    depth = raw.astype(np.float32) * np.float32(scale)
+    depth[~np.isfinite(depth)] = 0.0
+    depth[depth < 0] = 0.0
+    if check_range:
+        check_depth_range(depth, source=str(path), depth_scale_m=scale)
+    return depth
+
+
+def check_depth_range(depth_m: np.ndarray, *, source: str, depth_scale_m: float | None = None) -> None:
+    """Refuse all-missing depth and depth whose median is implausible for a range sensor.
+
+    Raises:
+        DataError: naming `source` and the declared scale.
+    """
+    valid = depth_m[depth_m > 0]
+    if valid.size == 0:
+        raise DataError(f"{source}: depth has no valid pixels (all zero)")
+    median = float(np.median(valid))
+    unit = f" with depth scale {depth_scale_m:g} m/unit" if depth_scale_m is not None else ""
+    if median > MAX_PLAUSIBLE_MEDIAN_M:
+        raise DataError(
+            f"{source}: median depth {median:.4g} m{unit} is implausible; "
+            "the declared unit is probably too large (e.g. millimetres declared as metres)"
+        )
+    if median < MIN_PLAUSIBLE_MEDIAN_M:
+        raise DataError(
+            f"{source}: median depth {median:.4g} m{unit} is implausible; "
+            "the declared unit is probably too small (e.g. metres declared as millimetres)"
+        )
+
+
+def encode_png(image: np.ndarray, *, source: str = "image") -> bytes:
+    """Lossless PNG bytes of a uint8/uint16 image, (H, W) or (H, W, 3) in BGR order."""
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"{source}: PNG needs uint8 or uint16, got {image.dtype}")
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image))
+    if not ok:  # pragma: no cover - OpenCV failure
+        raise DataError(f"{source}: PNG encoding failed")
+    return buf.tobytes()
+
+
+def write_png(path: str | Path, image: np.ndarray) -> Path:
+    """Write a uint8/uint16 image as PNG atomically. (H, W, 3) arrays are taken as BGR."""
+    return atomic_write_bytes(path, encode_png(image, source=str(path)))
+
+
+def depth_to_png_units(depth_m: np.ndarray, *, depth_scale_m: float) -> NDArray[np.uint16]:
+    """Quantise metres to uint16 units (rounded), 0 stays 0; depths beyond the range saturate."""
+    units = np.rint(np.asarray(depth_m, dtype=np.float64) / depth_scale_m)
+    units[~np.isfinite(units)] = 0
+    return np.clip(units, 0, 65535).astype(np.uint16)
+
+
+def write_depth(path: str | Path, depth_m: np.ndarray, *, depth_scale_m: float = 1e-3) -> Path:
+    """Write metres as a 16-bit PNG in units of `depth_scale_m` (default millimetres)."""
+    return write_png(path, depth_to_png_units(depth_m, depth_scale_m=depth_scale_m))
