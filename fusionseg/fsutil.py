@@ -60,3 +60,84 @@ def ensure_writable_dir(path: str | Path) -> Path:
     except OSError as exc:
         raise DataError(f"{path}: output folder is not writable ({exc.strerror or exc})") from None
     return path
+
+
+class OutputLock:
+    """Exclusive lock on an output folder: a second run writing there refuses with a clear message.
+
+    The lock is a file `<folder>/.fusionseg.lock` created with O_EXCL and holding the owner's pid and
+    host. A lock left by a process that no longer exists on this host (a crash, SIGKILL) is stale and
+    is taken over. Use as a context manager.
+
+    Raises:
+        DataError: on entry, when another live process holds the lock (message names folder and pid).
+    """
+
+    NAME = ".fusionseg.lock"
+
+    def __init__(self, folder: str | Path, *, purpose: str = "run") -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / self.NAME
+        self.purpose = purpose
+        self._held = False
+
+    def _owner(self) -> tuple[int, str, str] | None:
+        try:
+            pid_text, host, purpose = (self.path.read_text(encoding="utf-8").split("\n") + ["", ""])[:3]
+            return int(pid_text), host, purpose
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
+    def _alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def acquire(self) -> OutputLock:
+        import socket
+
+        ensure_writable_dir(self.folder)
+        host = socket.gethostname()
+        text = f"{os.getpid()}\n{host}\n{self.purpose}"
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is not None and owner[1] == host and not self._alive(owner[0]):
+                    self.path.unlink(missing_ok=True)  # stale: its process is gone
+                    continue
+                if owner is None:
+                    # being written right now, or garbage: treat an unreadable lock as held
+                    raise DataError(
+                        f"{self.folder}: locked by another fusionseg process ({self.path} exists); "
+                        "if no other run uses this folder, delete that file"
+                    ) from None
+                pid, owner_host, purpose = owner
+                raise DataError(
+                    f"{self.folder}: another fusionseg {purpose or 'run'} (pid {pid} on {owner_host}) is "
+                    "writing to this folder; wait for it or choose another output folder"
+                ) from None
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            self._held = True
+            return self
+        raise DataError(f"{self.folder}: could not take the output lock {self.path}")
+
+    def release(self) -> None:
+        if self._held:
+            owner = self._owner()
+            if owner is not None and owner[0] == os.getpid():
+                self.path.unlink(missing_ok=True)
+            self._held = False
+
+    def __enter__(self) -> OutputLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,0 +1,55 @@
+"""Atomic writes and the output-folder lock."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fusionseg.errors import DataError
+from fusionseg.fsutil import OutputLock, atomic_write_bytes, atomic_write_text, ensure_writable_dir
+
+
+def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path) -> None:
+    path = tmp_path / "sub" / "f.txt"
+    atomic_write_text(path, "one")
+    atomic_write_bytes(path, b"two")
+    assert path.read_bytes() == b"two"
+    assert [p.name for p in path.parent.iterdir()] == ["f.txt"]
+
+
+def test_unwritable_destination_names_the_path(tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(DataError, match="file/out.txt: cannot write"):
+        atomic_write_text(blocker / "out.txt", "x")
+    with pytest.raises(DataError, match="output folder is not writable"):
+        ensure_writable_dir(blocker / "dir")
+
+
+def test_second_lock_on_same_folder_is_refused(tmp_path) -> None:
+    with OutputLock(tmp_path, purpose="training"):
+        code = (
+            "import sys; from fusionseg.fsutil import OutputLock\n"
+            f"try:\n    OutputLock({str(tmp_path)!r}).acquire()\n"
+            "except Exception as e:\n    print(e); sys.exit(3)\n"
+        )
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert result.returncode == 3
+        assert "another fusionseg training" in result.stdout and str(os.getpid()) in result.stdout
+    assert not (tmp_path / OutputLock.NAME).exists()
+    with OutputLock(tmp_path):  # free again after release
+        pass
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path) -> None:
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    import socket
+
+    (tmp_path / OutputLock.NAME).write_text(f"{dead.stdout.strip()}\n{socket.gethostname()}\nrun")
+    with OutputLock(tmp_path) as lock:
+        assert lock.path.read_text().startswith(str(os.getpid()))
