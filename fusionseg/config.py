@@ -37,7 +37,11 @@ class SyntheticConfig:
     dark_fraction: float = 0.15  # frames with degraded (dark) RGB, depth intact
     fog_fraction: float = 0.15  # frames with foggy RGB, depth intact
     camouflage_fraction: float = 0.5  # share of objects textured like their background
-    sparse_rows: int = 64  # LiDAR-like scan lines in depth_sparse
+    sparse_rows: int = 64  # LiDAR-like scan lines in depth_sparse (at most height_px // 3 are used)
+    sparse_density: float = 0.04  # share of pixels with a LiDAR-like return (before sky and misses)
+    raw_max_range_m: float = 10.0  # depth_raw: no returns beyond this range
+    raw_noise_per_m: float = 0.0015  # depth_raw: noise sigma = raw_noise_per_m * z^2 (1.5 mm at 1 m)
+    hfov_deg: float = 70.0  # horizontal field of view of the pinhole camera
     workers: int = 0  # 0 = all cores
 
 
@@ -47,17 +51,24 @@ class DataConfig:
 
     root: str = "data/synthetic"
     dataset: str = "synthetic"  # built-in definition: class names, palette, void id
-    train_list: str = "train.txt"
+    layout: Literal["list", "folders"] = "list"  # list files, or <root>/<split>/<modality>/<id>.png
+    train_list: str = "train.txt"  # relative to root (layout "list")
     val_list: str = "val.txt"
+    list_columns: tuple[str, ...] = ()  # column names of lists without a '# columns:' header
     modalities: tuple[str, ...] = ("rgb",)
     height_px: int = 384
     width_px: int = 768
     depth_scale_m: float = 0.001  # metres per stored unit for 16-bit depth columns (mm)
+    ignore_index: int | None = 255  # label id read as void (0); None = no such id
+    # modality -> ((mean per channel), (std per channel)), applied after augmentation; default none
+    # (adapnetpp.md §1: 0-255 input, the first layer is a learnable BN)
+    normalization: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = field(default_factory=dict)
     # augmentation (paper §8 of adapnetpp.md: flip, scale, crop; photometric only on RGB)
     augment: bool = True
     scale_min: float = 0.5
     scale_max: float = 2.0
     flip: bool = True
+    rotation_deg: float = 0.0  # +- degrees; 0 = off (optional in §8)
     brightness: float = 40.0  # +- grey levels, RGB only
     contrast_min: float = 0.5
     contrast_max: float = 1.5
@@ -76,7 +87,8 @@ class ModelConfig:
     aux: bool = True
     aux_weights: tuple[float, float] = (0.6, 0.5)  # adapnetpp.md §7
     dropout: float = 0.7  # drop probability, block-4 unit-3 (adapnetpp.md §3.1)
-    init: str = ""  # optional local torchvision/timm ResNet-50 state dict
+    init: str = ""  # optional local torchvision/timm ResNet-50 state dict (adapnetpp.md §9)
+    init_flip_channels: bool = False  # §9 optional mode: RGB-trained stem filters reordered for BGR input
     channels_last: bool = False
 
 
@@ -86,9 +98,28 @@ class FusionConfig:
 
     scheme: Literal["ssma", "cmode"] = "ssma"
     experts: dict[str, str] = field(default_factory=dict)  # modality -> expert checkpoint path
-    ssma_reduction_easpp: int = 16
-    ssma_reduction_skip: int = 6
+    ssma_reduction_easpp: int = 16  # η at the deepest (eASPP) tap, §A.1
+    ssma_reduction_skip: int = 6  # η at the skip taps, §A.1
+    aux: bool = False  # SSMA aux heads on up1/up2 (§A.4 [spec] option, default off)
+    aux_weights: tuple[float, float] = (0.6, 0.5)
+    cmode_gate: Literal["reference", "light"] = "reference"  # §B.3
+    cmode_pool_hw: tuple[int, int] = (24, 48)  # reference-mode flatten grid (stride-16 grid of 384x768)
+    # stage 2 (§A.5, §A.6 [spec]): frozen experts incl. BN, fresh fusion head, one lr with poly decay
+    freeze_experts: bool = True  # false: experts train too (BN batch statistics, dropout on)
+    lr: float = 1e-3
+    iterations: int = 0  # 0 = train.iterations
+    # stage 3 (optional, §A.6 [spec]): fine-tuning of selected parameter groups
     finetune: bool = False
+    finetune_lr: float = 1e-5
+    finetune_lr_end: float = 1e-6  # poly floor of stage 3 (stage 2 uses train.lr_end)
+    finetune_iterations: int = 0  # 0 = train.iterations
+    # groups trained in stage 3: "all", "experts", "experts.<modality>", "fusion", "decoder" (SSMA),
+    # "gates", "final" (CMoDE); the rest stays frozen
+    finetune_groups: tuple[str, ...] = ("all",)
+    finetune_group_lrs: dict[str, float] = field(default_factory=dict)  # group -> lr (overrides)
+    # train-pipeline: fusion schemes trained after the experts, and whether to evaluate each model
+    pipeline_schemes: tuple[Literal["ssma", "cmode"], ...] = ("ssma",)
+    pipeline_evaluate: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,6 +143,10 @@ class TrainConfig:
     log_every: int = 20
     on_nonfinite: Literal["skip", "stop"] = "stop"
     compile: bool = False
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # adapnetpp.md §8 (TF defaults)
+    deterministic: bool = False  # torch deterministic algorithms (warn-only) and no cuDNN autotuning
+    val_batch_size: int = 0  # 0 = batch_size
+    tensorboard: bool = True  # also log to TensorBoard when the tensorboard package is installed
 
 
 @dataclass(frozen=True, kw_only=True)
