@@ -113,11 +113,17 @@ class FusionConfig:
     finetune_lr: float = 1e-5
     finetune_lr_end: float = 1e-6  # poly floor of stage 3 (stage 2 uses train.lr_end)
     finetune_iterations: int = 0  # 0 = train.iterations
-    # groups trained in stage 3: "all", "experts", "experts.<modality>", "fusion", "decoder" (SSMA),
-    # "gates", "final" (CMoDE); the rest stays frozen
+    # groups trained in stage 3: "all", "experts", "experts.<modality>", "fusion" (SSMA blocks, or the
+    # CMoDE gates and final conv), "decoder" (SSMA); the rest stays frozen
     finetune_groups: tuple[str, ...] = ("all",)
     finetune_group_lrs: dict[str, float] = field(default_factory=dict)  # group -> lr (overrides)
-    # train-pipeline: fusion schemes trained after the experts, and whether to evaluate each model
+    # train-pipeline (all stages from one config, run folders under train.out_dir):
+    # prepare-depth products made first (e.g. [jet] or [hha]; () = none), from data.root into
+    # <out_dir>/prepared, which then becomes data.root; completion and JET range of that step
+    pipeline_prepare: tuple[Literal["hha", "jet", "normals", "evi", "ndvi"], ...] = ()
+    pipeline_prepare_complete: Literal["none", "fast", "multiscale"] = "fast"
+    pipeline_jet_max_depth_m: float = 7.0
+    # fusion schemes trained after the experts, and whether every model is evaluated on the val list
     pipeline_schemes: tuple[Literal["ssma", "cmode"], ...] = ("ssma",)
     pipeline_evaluate: bool = True
 

@@ -1,0 +1,235 @@
+"""The AdapNet++ unimodal expert (adapnetpp.md), split into a reusable trunk and a decoder.
+
+    AdapNetPP
+    ├── trunk: AdapNetTrunk        encoder + skip convs + eASPP -> taps {"skip1", "skip2", "easpp"}
+    │   ├── encoder: MultiscaleResNet50   §2-3
+    │   ├── skips: ModuleDict              §4 (skip1 on b1_out, skip2 on b2_out)
+    │   └── easpp: EASPP                   §5
+    ├── decoder: Decoder            §6 (D1-D6)
+    └── aux: AuxHeads | None        §7 (outputs only in training mode)
+
+SSMA/CMoDE reuse the trunk: `nn.ModuleDict({"rgb": trunk, "depth": trunk})`, loading each expert from a
+unimodal checkpoint with `trunk_state_dict(checkpoint_state)` (keys under `TRUNK_PREFIX`).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from fusionseg.backbones.features import FeatureSpec
+from fusionseg.backbones.resnet import (
+    MULTISCALE_UNITS,
+    RELEASED_DILATIONS,
+    MultiscaleResNet50,
+    conv_bn,
+    init_he_,
+)
+from fusionseg.config import ModelConfig
+from fusionseg.errors import ConfigError
+from fusionseg.models.decoder import DECODER_SKIPS, AuxHeads, Decoder
+from fusionseg.models.easpp import EASPP
+from fusionseg.models.output import ExpertOutput
+
+# Tap names (the keys of ExpertOutput.taps and of AdapNetTrunk.feature_info), defined once.
+TAP_SKIP1 = "skip1"
+TAP_SKIP2 = "skip2"
+TAP_EASPP = "easpp"
+# §4: encoder feature each skip conv reads.
+SKIP_SOURCES: Mapping[str, str] = {TAP_SKIP1: "b1_out", TAP_SKIP2: "b2_out"}
+SKIP_CHANNELS = 24  # §4
+EASPP_CHANNELS = 256  # §5
+OUTPUT_STRIDE = 16  # §1: input H and W must be multiples of this
+TRUNK_PREFIX = "trunk."
+
+# §3.3: (r1, r2) of every multiscale unit. "released" = HEAD of DeepSceneSeg/AdapNet-pp and SSMA (§3.2);
+# "may2019" = the increasing schedule of the May-2019 SSMA commit. Parameter counts are identical.
+DILATION_PRESETS: Mapping[str, Mapping[str, tuple[int, int]]] = {
+    "released": RELEASED_DILATIONS,
+    "may2019": dict(
+        zip(
+            MULTISCALE_UNITS,
+            [(1, 4), (1, 2), (1, 4), (1, 8), (1, 16), (2, 2), (4, 2), (16, 2)],
+        )
+    ),
+}
+
+
+def check_input(x: Tensor, in_channels: int) -> None:
+    """Raise ValueError unless x is (B, in_channels, H, W) with H and W multiples of 16 (§1)."""
+    if x.ndim != 4:
+        raise ValueError(f"AdapNet++ input must be (B, C, H, W), got shape {tuple(x.shape)}")
+    if x.shape[1] != in_channels:
+        raise ValueError(f"AdapNet++ input has {x.shape[1]} channels, the model was built for {in_channels}")
+    h, w = x.shape[-2:]
+    if h % OUTPUT_STRIDE or w % OUTPUT_STRIDE or h == 0 or w == 0:
+        raise ValueError(
+            f"AdapNet++ input height and width must be positive multiples of {OUTPUT_STRIDE}, got {h}x{w} "
+            f"(resize or pad to e.g. {max(OUTPUT_STRIDE, h // OUTPUT_STRIDE * OUTPUT_STRIDE)}x"
+            f"{max(OUTPUT_STRIDE, w // OUTPUT_STRIDE * OUTPUT_STRIDE)})"
+        )
+
+
+class AdapNetTrunk(nn.Module):
+    """Encoder + skip convs + eASPP: everything of AdapNet++ that the fusion models reuse (§2-5).
+
+    Args:
+        in_channels: Input channels (3 for BGR/HHA/JET/EVI, 1 for raw depth).
+        dilations: (r1, r2) per multiscale unit (`DILATION_PRESETS`).
+        easpp_rates: Atrous rates of the eASPP cascades (§5).
+        dropout: Drop probability on the block-4 unit-3 branch (§3.1).
+
+    Attributes:
+        feature_info: {"skip1": (24, 4), "skip2": (24, 8), "easpp": (256, 16)} as `FeatureSpec`s.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        *,
+        dilations: Mapping[str, tuple[int, int]] = RELEASED_DILATIONS,
+        easpp_rates: Sequence[int] = (3, 6, 12),
+        dropout: float = 0.7,
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.encoder = MultiscaleResNet50(in_channels, dilations=dilations, dropout=dropout)
+        enc = self.encoder.feature_info
+        # §4: 1x1 conv -> BN, no ReLU
+        self.skips = nn.ModuleDict(
+            (tap, conv_bn(enc[src].channels, SKIP_CHANNELS, 1, relu=False))
+            for tap, src in SKIP_SOURCES.items()
+        )
+        self.easpp = EASPP(enc["b4_out"].channels, EASPP_CHANNELS, easpp_rates)
+        self.feature_info: dict[str, FeatureSpec] = {
+            **{tap: FeatureSpec(SKIP_CHANNELS, enc[src].stride) for tap, src in SKIP_SOURCES.items()},
+            TAP_EASPP: FeatureSpec(EASPP_CHANNELS, enc["b4_out"].stride),
+        }
+        init_he_(self.skips)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """(B, C_in, H, W) float 0-255, H and W multiples of 16 -> taps (shapes: `feature_info`).
+
+        Raises:
+            ValueError: wrong rank, channel count, or H / W not multiples of 16.
+        """
+        check_input(x, self.in_channels)
+        feats = self.encoder(x)
+        taps = {tap: self.skips[tap](feats[src]) for tap, src in SKIP_SOURCES.items()}
+        taps[TAP_EASPP] = self.easpp(feats["b4_out"])  # (B, 256, H/16, W/16)
+        return taps
+
+
+class AdapNetPP(nn.Module):
+    """AdapNet++ expert: trunk -> decoder, with optional deep-supervision heads (adapnetpp.md).
+
+    Args:
+        in_channels: Input channels (3 for BGR/HHA/JET/EVI, 1 for raw depth).
+        num_classes: C, including void (label 0).
+        dilations: (r1, r2) per multiscale unit; default the released code (§3.2).
+        easpp_rates: eASPP atrous rates (§5).
+        dropout: Drop probability on the block-4 unit-3 branch (§3.1; original 0.7).
+        aux: Build the two aux heads (§7); their outputs appear only in training mode.
+        aux_weights: Loss weights of (aux1, aux2), kept here for the loss to read (§7: 0.6, 0.5).
+
+    Forward returns `ExpertOutput(logits (B, C, H, W), aux, taps)`; `aux` = (aux1, aux2), each
+    (B, C, H, W), in training mode with aux heads, else (); taps as `trunk.feature_info`.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int = 3,
+        num_classes: int,
+        dilations: Mapping[str, tuple[int, int]] = RELEASED_DILATIONS,
+        easpp_rates: Sequence[int] = (3, 6, 12),
+        dropout: float = 0.7,
+        aux: bool = True,
+        aux_weights: tuple[float, float] = (0.6, 0.5),
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.trunk = AdapNetTrunk(in_channels, dilations=dilations, easpp_rates=easpp_rates, dropout=dropout)
+        info = self.trunk.feature_info
+        self.decoder = Decoder(
+            in_channels=info[TAP_EASPP].channels,
+            skip_channels={tap: info[tap].channels for tap in DECODER_SKIPS},
+            num_classes=num_classes,
+        )
+        self.aux = AuxHeads(self.decoder.width, num_classes) if aux else None
+        self.aux_weights = tuple(aux_weights) if aux else ()
+
+    @property
+    def feature_info(self) -> dict[str, FeatureSpec]:
+        """Shapes of the taps (same as `trunk.feature_info`)."""
+        return self.trunk.feature_info
+
+    def module_groups(self) -> dict[str, nn.Module]:
+        """The parts of §10.1, in order: stem, block1-4, skips, easpp, decoder[, aux]."""
+        enc = self.trunk.encoder
+        groups: dict[str, nn.Module] = OrderedDict(stem=enc.stem)
+        for b in range(1, 5):
+            groups[f"block{b}"] = getattr(enc, f"block{b}")
+        groups.update(skips=self.trunk.skips, easpp=self.trunk.easpp, decoder=self.decoder)
+        if self.aux is not None:
+            groups["aux"] = self.aux
+        return groups
+
+    def forward(self, x: Tensor) -> ExpertOutput:
+        """(B, C_in, H, W) float 0-255 (BGR order for images), H and W multiples of 16 -> `ExpertOutput`.
+
+        Raises:
+            ValueError: wrong rank, channel count, or H / W not multiples of 16.
+        """
+        taps = self.trunk(x)
+        out = self.decoder(taps[TAP_EASPP], taps)
+        aux: tuple[Tensor, ...] = ()
+        if self.aux is not None and self.training:
+            aux = self.aux(out.ups, tuple(x.shape[-2:]))
+        return ExpertOutput(logits=out.logits, aux=aux, taps=taps)
+
+
+def trunk_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The trunk's entries of an `AdapNetPP` state dict, prefix removed, ready for `trunk.load_state_dict`."""
+    return {k[len(TRUNK_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(TRUNK_PREFIX)}
+
+
+def build_adapnet(cfg: ModelConfig, *, in_channels: int) -> AdapNetPP:
+    """Build an AdapNet++ expert from its config section (no file I/O: ImageNet init is separate).
+
+    Args:
+        cfg: The `model` config section.
+        in_channels: Channels of the modality this expert reads (3 for images, 1 for raw depth).
+
+    Returns:
+        A freshly initialised model (He init), in channels_last memory format if `cfg.channels_last`.
+
+    Raises:
+        ConfigError: invalid value, naming the key.
+    """
+    if cfg.dilations not in DILATION_PRESETS:
+        raise ConfigError(f"model.dilations: {cfg.dilations!r} is not one of {', '.join(DILATION_PRESETS)}")
+    if cfg.num_classes < 2:
+        raise ConfigError(f"model.num_classes: need at least 2 (void + one class), got {cfg.num_classes}")
+    if in_channels < 1:
+        raise ConfigError(f"in_channels: must be >= 1, got {in_channels}")
+    if any(r < 1 for r in cfg.easpp_rates):
+        raise ConfigError(f"model.easpp_rates: rates must be >= 1, got {list(cfg.easpp_rates)}")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ConfigError(f"model.dropout: drop probability must be in [0, 1), got {cfg.dropout}")
+    model = AdapNetPP(
+        in_channels=in_channels,
+        num_classes=cfg.num_classes,
+        dilations=DILATION_PRESETS[cfg.dilations],
+        easpp_rates=cfg.easpp_rates,
+        dropout=cfg.dropout,
+        aux=cfg.aux,
+        aux_weights=cfg.aux_weights,
+    )
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
