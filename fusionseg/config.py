@@ -153,6 +153,10 @@ class TrainConfig:
     deterministic: bool = False  # torch deterministic algorithms (warn-only) and no cuDNN autotuning
     val_batch_size: int = 0  # 0 = batch_size
     tensorboard: bool = True  # also log to TensorBoard when the tensorboard package is installed
+    # multi-process training under torchrun (docs/deployment.md); batch_size is per process
+    sync_bn: bool = True  # BN statistics over the global batch (SyncBatchNorm) when world size > 1
+    ddp_backend: Literal["auto", "nccl", "gloo"] = "auto"  # auto: nccl on CUDA, gloo on CPU
+    ddp_find_unused: bool = True  # DDP tolerates trainable parameters without a gradient in a step
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,103 @@
+"""Prediction at any size (resize/pad/slide), multi-scale + flip, and evaluation over a loader."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from engine_helpers import NUM_CLASSES, ColourBlocks
+from torch import nn
+
+from fusionseg.engine.inference import evaluate_model, expert_forward, predict_probs, select_inputs
+from fusionseg.errors import DataError
+from fusionseg.models.output import ExpertOutput
+
+
+class Multiple16(nn.Module):
+    """Per-pixel 'oracle' for ColourBlocks that, like AdapNet++, refuses sizes not divisible by 16."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[int, int]] = []
+
+    def forward(self, x: torch.Tensor) -> ExpertOutput:
+        h, w = x.shape[-2:]
+        assert h % 16 == 0 and w % 16 == 0, (h, w)
+        self.calls.append((h, w))
+        bright = (x - 100.0) / 10.0  # (B, 3, H, W): channel k-1 bright -> class k
+        void = torch.full_like(bright[:, :1], -50.0)
+        return ExpertOutput(torch.cat([void, bright], dim=1))  # (B, 4, H, W)
+
+
+def image(h: int, w: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(h * w)
+    return {"rgb": torch.rand(2, 3, h, w, generator=g) * 255}
+
+
+@pytest.mark.parametrize("mode", ["pad", "resize", "slide"])
+def test_any_input_size_gives_probs_at_input_size(mode):
+    model = Multiple16().eval()
+    probs = predict_probs(model, expert_forward("rgb"), image(37, 53), mode=mode, size=(16, 32))
+    assert probs.shape == (2, 4, 37, 53)
+    torch.testing.assert_close(probs.sum(1), torch.ones(2, 37, 53))
+    if mode == "resize":
+        assert model.calls == [(16, 32)]
+    if mode == "pad":
+        assert model.calls == [(48, 64)]
+    if mode == "slide":
+        assert len(model.calls) > 1 and set(model.calls) == {(16, 32)}
+
+
+def test_pad_mode_keeps_pixels_where_they_are():
+    """In pad mode a per-pixel model's prediction equals the direct per-pixel answer."""
+    model = Multiple16().eval()
+    x = image(20, 40)
+    probs = predict_probs(model, expert_forward("rgb"), x, mode="pad")
+    direct = torch.cat([torch.full_like(x["rgb"][:, :1], -50.0), (x["rgb"] - 100) / 10], 1).softmax(1)
+    torch.testing.assert_close(probs, direct)
+
+
+def test_flip_and_scales_average():
+    model = Multiple16().eval()
+    x = image(32, 48)
+    plain = predict_probs(model, expert_forward("rgb"), x, mode="pad")
+    flipped = predict_probs(model, expert_forward("rgb"), x, mode="pad", flip=True)
+    torch.testing.assert_close(plain, flipped)  # a per-pixel model is flip-equivariant
+    model.calls.clear()
+    multi = predict_probs(model, expert_forward("rgb"), x, mode="pad", scales=(0.5, 1.0, 1.5), flip=True)
+    assert multi.shape == plain.shape and len(model.calls) == 6
+    assert {c for c in model.calls} == {(16, 32), (32, 48), (48, 80)}
+
+
+def test_bad_arguments():
+    model = Multiple16().eval()
+    with pytest.raises(ValueError, match="training size"):
+        predict_probs(model, expert_forward("rgb"), image(16, 16), mode="resize")
+    with pytest.raises(ValueError, match="scales"):
+        predict_probs(model, expert_forward("rgb"), image(16, 16), scales=(0.0,))
+    with pytest.raises(DataError, match="'depth'"):
+        select_inputs({"rgb": torch.zeros(1)}, ["rgb", "depth"])
+
+
+def test_evaluate_model_oracle_scores_one():
+    data = ColourBlocks(6, seed=3)
+    loader = torch.utils.data.DataLoader(data, batch_size=3)
+    model = Multiple16()
+    model.train()
+    metrics = evaluate_model(
+        model, expert_forward("rgb"), loader, num_classes=NUM_CLASSES, modalities=["rgb"]
+    )
+    assert metrics.miou == pytest.approx(1.0) and metrics.pixel_accuracy == pytest.approx(1.0)
+    assert model.training  # mode restored
+
+    def drop_rgb(inputs):
+        return {"rgb": torch.zeros_like(inputs["rgb"])}
+
+    degraded = evaluate_model(
+        model,
+        expert_forward("rgb"),
+        loader,
+        num_classes=NUM_CLASSES,
+        modalities=["rgb"],
+        input_transform=drop_rgb,
+    )
+    assert degraded.miou < 0.5
