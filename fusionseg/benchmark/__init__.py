@@ -1,0 +1,1 @@
+"""Benchmarks behind `fusionseg benchmark ...`; results are recorded in benchmarks/RESULTS.md."""
