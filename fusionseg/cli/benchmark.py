@@ -32,7 +32,7 @@ def _parse_size(ctx: click.Context, param: click.Parameter, values: tuple[str, .
 
 @click.group("benchmark")
 def command() -> None:
-    """Measure speed: preprocessing per frame (and, as they are added, models)."""
+    """Measure speed: preprocessing per frame (preprocess) and models (model)."""
 
 
 @command.command("preprocess")
