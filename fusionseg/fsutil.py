@@ -45,6 +45,28 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def remove_stale_temps(folder: str | Path) -> int:
+    """Delete the temp files a killed `atomic_write_bytes` left directly in `folder` (not recursive).
+
+    Only names of the form `.<name>.tmp-<random>` are touched, never a complete file. Call it only while
+    holding the folder's `OutputLock`: another writer's temp file in flight would look the same.
+
+    Returns:
+        How many files were removed.
+    """
+    removed = 0
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return 0
+    for path in entries:
+        name = path.name
+        if name.startswith(".") and ".tmp-" in name[1:] and path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def ensure_writable_dir(path: str | Path) -> Path:
     """Create `path` if needed and check that files can be created in it.
 

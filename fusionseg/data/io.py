@@ -90,11 +90,22 @@ def _decode(path: Path, flags: int) -> np.ndarray:
 
 
 def _header_dims_ok(data: np.ndarray) -> bool:
-    """Check PNG header dimensions before decoding (other formats are left to OpenCV's own limits)."""
+    """Check PNG and JPEG header dimensions before decoding (other formats are left to OpenCV's own
+    limit of 2^30 pixels)."""
     if data.size >= 24 and bytes(data[:8]) == b"\x89PNG\r\n\x1a\n":
         width = int.from_bytes(bytes(data[16:20]), "big")
         height = int.from_bytes(bytes(data[20:24]), "big")
         return width * height <= MAX_PIXELS
+    if data.size >= 4 and bytes(data[:2]) == b"\xff\xd8":
+        head = bytes(data[:65536])  # the frame header comes before the image data
+        pos = 2
+        while pos + 9 <= len(head) and head[pos] == 0xFF:
+            marker, length = head[pos + 1], int.from_bytes(head[pos + 2 : pos + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOFn: height, width
+                height = int.from_bytes(head[pos + 5 : pos + 7], "big")
+                width = int.from_bytes(head[pos + 7 : pos + 9], "big")
+                return width * height <= MAX_PIXELS
+            pos += 2 + length
     return True
 
 

@@ -93,6 +93,8 @@ def _resolve_entry(token: str, root: Path, *, allow_absolute: bool, where: str) 
     """Join a listed path to the root, refusing absolute paths and `..` escapes unless allowed."""
     if "\x00" in token:
         raise DataError(f"{where}: path {token!r} contains a NUL character")
+    if os.path.basename(os.path.normpath(token)) in ("", ".", ".."):  # "/", "a/..", "../..": folders
+        raise DataError(f"{where}: path {token!r} names a folder, not a file")
     if os.path.isabs(token):
         if not allow_absolute:
             raise DataError(

@@ -39,7 +39,7 @@ import numpy as np
 
 from fusionseg import __version__
 from fusionseg.errors import ConfigError, DataError, FusionsegError
-from fusionseg.fsutil import atomic_write_text, ensure_writable_dir
+from fusionseg.fsutil import OutputLock, atomic_write_text, ensure_writable_dir, remove_stale_temps
 from fusionseg.modalities.intrinsics import Intrinsics
 
 # Output products, in the order they are added as list columns.
@@ -957,7 +957,17 @@ def run_prepare(
 
     Raises:
         ConfigError: the torch HHA backend asked for an unavailable device.
+        DataError: another live process is writing to `plan.out_dir` (its lock file names it).
     """
+    # one job per output folder: a second one refuses before it writes anything (fsutil.OutputLock);
+    # the lock of a killed job is stale and taken over
+    with OutputLock(plan.out_dir, purpose="prepare-depth"):
+        remove_stale_temps(plan.out_dir)  # list / meta.json writes a kill cut short
+        return _run_locked(plan, on_result)
+
+
+def _run_locked(plan: PreparePlan, on_result: Callable[[FrameResult], None] | None) -> PrepareSummary:
+    """`run_prepare` once the output folder's lock is held."""
     opts = plan.options
     start = time.perf_counter()
     ctx = _Context(

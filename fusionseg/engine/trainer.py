@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import random
 import time
 import warnings
@@ -50,7 +51,7 @@ from fusionseg.engine.losses import SegmentationLoss
 from fusionseg.engine.metrics import SegmentationMetrics
 from fusionseg.engine.schedule import PolyLR
 from fusionseg.errors import ConfigError, DataError, FusionsegError
-from fusionseg.fsutil import atomic_write_text, ensure_writable_dir
+from fusionseg.fsutil import OutputLock, atomic_write_text, ensure_writable_dir, remove_stale_temps
 
 CSV_FIELDS = (
     "step",
@@ -226,11 +227,23 @@ class MetricsLog:
                 warn("tensorboard is not installed: TensorBoard logging skipped (metrics.csv is written)")
 
     def truncate_after(self, step: int) -> None:
-        """Drop rows logged after `step` (a resumed run repeats them); atomic rewrite."""
+        """Drop rows logged after `step` (a resumed run repeats them) and torn rows; atomic rewrite.
+
+        A row cut short by a crash mid-append lacks fields (its step may even read as an earlier one,
+        "1" of "12"); rows are only ever appended before the checkpoint of their step, so a torn row
+        always belongs after the checkpoint resumed from and is dropped with the others.
+        """
         if not self.path.exists():
             return
         with self.path.open(newline="", encoding="utf-8") as fh:
-            rows = [r for r in csv.DictReader(fh) if r.get("step", "").isdigit() and int(r["step"]) <= step]
+            rows = [
+                r
+                for r in csv.DictReader(fh)
+                if None not in r.values()  # every field present (a torn last line lacks some)
+                and None not in r  # and none extra
+                and r["step"].isdigit()
+                and int(r["step"]) <= step
+            ]
         lines = [",".join(CSV_FIELDS)]
         for row in rows:
             lines.append(",".join(row.get(k, "") or "" for k in CSV_FIELDS))
@@ -239,12 +252,16 @@ class MetricsLog:
     def write(self, row: Mapping[str, Any]) -> None:
         """Append one row (missing fields empty) and mirror numbers to TensorBoard."""
         new = not self.path.exists()
-        with self.path.open("a", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow({k: _csv_value(row.get(k)) for k in CSV_FIELDS})
-            fh.flush()
+        try:
+            with self.path.open("a", newline="", encoding="utf-8") as fh:
+                writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
+                if new:
+                    writer.writeheader()
+                writer.writerow({k: _csv_value(row.get(k)) for k in CSV_FIELDS})
+                fh.flush()
+                os.fsync(fh.fileno())  # on disk before the checkpoint of this step (none lost on resume)
+        except OSError as exc:  # a full disk: a torn row is dropped when the run resumes
+            raise DataError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
         if self._writer is not None:
             for key, value in row.items():
                 if key not in ("step", "split") and isinstance(value, float) and math.isfinite(value):
@@ -412,6 +429,15 @@ class Trainer:
         )
         return distributed.all_reduce_metrics(metrics, device=self.device)  # sum of the ranks' shards
 
+    def _grad_scaler(self) -> torch.amp.GradScaler:
+        """Loss scaling for fp16 autocast on CUDA (a disabled scaler otherwise).
+
+        A step whose scaled gradients overflow is skipped by the scaler, which lowers its scale and
+        goes on: routine under fp16, so it neither stops the run nor counts as a non-finite step.
+        """
+        enabled = self.cfg.train.amp == "fp16" and self.device.type == "cuda"
+        return torch.amp.GradScaler("cuda", enabled=enabled)
+
     # -- the loop ----------------------------------------------------------------------------------
 
     def fit(self, *, resume: bool = False) -> TrainResult:
@@ -424,8 +450,23 @@ class Trainer:
 
         Raises:
             CheckpointError: nothing to resume, or a checkpoint for another class count/modality.
-            FusionsegError: a non-finite loss with `train.on_nonfinite = "stop"` (names step and samples).
+            DataError: another live process is writing to the run folder (its lock file names it).
+            FusionsegError: a non-finite loss or gradient with `train.on_nonfinite = "stop"` (names step
+                and samples).
         """
+        info = distributed.current()
+        if not info.is_distributed:
+            info = distributed.launch_info()  # torchrun's variables, before the process group is up
+        if not info.is_main:  # rank 0 alone writes to the run folder and holds its lock
+            return self._fit(resume=resume)
+        # one writer per run folder: a second run refuses before it touches a file (fsutil.OutputLock);
+        # the lock of a crashed run is stale and taken over
+        with OutputLock(self.run_dir, purpose="training"):
+            remove_stale_temps(self.run_dir)  # temp files of writes a crash cut short
+            return self._fit(resume=resume)
+
+    def _fit(self, *, resume: bool) -> TrainResult:
+        """`fit` once the run folder's lock is held."""
         tc = self.cfg.train
         ensure_writable_dir(self.run_dir)
         manager = CheckpointManager(self.run_dir, keep_last=tc.keep_last, warn=self._warn)
@@ -445,8 +486,8 @@ class Trainer:
             model = self.model = distributed.convert_sync_batchnorm(model, device=self.device)
         optimizer = self._build_optimizer()
         scheduler = PolyLR(optimizer, total_steps=tc.iterations, lr_end=tc.lr_end, power=tc.poly_power)
-        use_scaler = tc.amp == "fp16" and self.device.type == "cuda"
-        scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        scaler = self._grad_scaler()
+        use_scaler = scaler.is_enabled()
         start_step, best_miou, resumed_from = 0, float("-inf"), None
         log = MetricsLog(self.run_dir, tensorboard=tc.tensorboard and dist.is_main, warn=self._warn)
         log_row = log.write if dist.is_main else (lambda row: None)  # metrics.csv / TensorBoard: rank 0
@@ -463,6 +504,8 @@ class Trainer:
             start_step = int(state["step"])
             best = state.get("best_miou")
             best_miou = float(best) if best is not None else float("-inf")
+            if state.get("is_best") and dist.is_main:
+                manager.publish_best(resumed_from)  # a crash may have come before best.pt was updated
             del state
         if dist.is_main:
             log.truncate_after(start_step)  # rows a resumed (or crashed, never checkpointed) run repeats
@@ -486,7 +529,7 @@ class Trainer:
             sampler = distributed.ShardedBatchSampler(sampler, rank=dist.rank, world_size=dist.world_size)
         batches = iter(self._loader(self.train_set, sampler, seed=tc.seed * 1_000_003 + start_step))
 
-        def payload(step: int, metrics: SegmentationMetrics | None) -> dict[str, Any]:
+        def payload(step: int, metrics: SegmentationMetrics | None, is_best: bool) -> dict[str, Any]:
             return checkpoint_header(
                 **self.meta,
                 step=step,
@@ -498,6 +541,7 @@ class Trainer:
                 sampler={"seed": tc.seed, "batch_size": tc.batch_size, "next_batch": step * tc.grad_accum},
                 config=config_to_dict(self.cfg),
                 best_miou=None if not math.isfinite(best_miou) else best_miou,
+                is_best=is_best,  # this checkpoint is best.pt (restored on resume)
                 metrics=metrics.to_dict() if metrics is not None else {},
             )
 
@@ -516,17 +560,20 @@ class Trainer:
         try:
             while step < tc.iterations:
                 lr = scheduler.get_last_lr()[0]
-                loss_sum, parts_sum, bad_batch = self._train_step(fwd_model, optimizer, scaler, batches)
+                loss_sum, parts_sum, bad_batch, bad_what = self._train_step(
+                    fwd_model, optimizer, scaler, batches
+                )
                 if bad_batch is not None:
                     where = _describe_batch(bad_batch)
                     if tc.on_nonfinite == "stop":
                         last = manager.last_path if manager.last_path.exists() else None
                         raise FusionsegError(
-                            f"non-finite loss at step {step + 1} ({where}); training stopped, last good "
-                            f"checkpoint: {last or 'none written yet'} (set train.on_nonfinite=skip to skip)"
+                            f"non-finite {bad_what} at step {step + 1} ({where}); training stopped, last "
+                            f"good checkpoint: {last or 'none written yet'} "
+                            "(set train.on_nonfinite=skip to skip)"
                         )
                     skipped += 1
-                    self._warn(f"non-finite loss at step {step + 1} ({where}): step skipped", step)
+                    self._warn(f"non-finite {bad_what} at step {step + 1} ({where}): step skipped", step)
                 scheduler.step()
                 step += 1
                 images = batch_total
@@ -590,7 +637,7 @@ class Trainer:
                     self._emit(TrainEvent("val", step, tc.iterations, metrics=last_metrics))
                     model.train()
                 if dist.is_main and (step % tc.ckpt_every == 0 or step == tc.iterations or is_best):
-                    path = manager.save(payload(step, last_metrics), step=step, best=is_best)
+                    path = manager.save(payload(step, last_metrics, is_best), step=step, best=is_best)
                     self._emit(TrainEvent("checkpoint", step, tc.iterations, message=str(path)))
                 window_t0 += time.perf_counter() - pause_t0
         finally:
@@ -614,13 +661,15 @@ class Trainer:
         optimizer: torch.optim.Optimizer,
         scaler: torch.amp.GradScaler,
         batches: Iterator[Mapping[str, Any]],
-    ) -> tuple[float, dict[str, float], Mapping[str, Any] | None]:
+    ) -> tuple[float, dict[str, float], Mapping[str, Any] | None, str]:
         """One optimiser step over `grad_accum` micro-batches.
 
         Returns:
-            (summed total loss / accum, summed parts / accum, the offending batch or None). On a
-            non-finite loss no update is made, and the step's remaining micro-batches are still drawn
-            so that the data order stays a function of the step.
+            (summed total loss / accum, summed parts / accum, the offending batch or None, "loss" or
+            "gradient": what was non-finite). On a non-finite loss no update is made, and the step's
+            remaining micro-batches are still drawn so that the data order stays a function of the
+            step. Non-finite gradients (finite loss) also cancel the update, naming every micro-batch
+            of the step; with an enabled fp16 `scaler` they are its business (overflow: step skipped).
         """
         tc = self.cfg.train
         accum = tc.grad_accum
@@ -628,10 +677,12 @@ class Trainer:
         loss_total = 0.0
         parts_total: dict[str, Tensor] = {}
         bad: Mapping[str, Any] | None = None
+        used: list[Mapping[str, Any]] = []
         for _ in range(accum):
             batch = next(batches)
             if bad is not None:
                 continue
+            used.append(batch)
             inputs = inputs_to_device(batch["inputs"], self.device, channels_last=self.channels_last)
             missing = [m for m in self.modalities if m not in inputs]
             if missing:
@@ -651,10 +702,34 @@ class Trainer:
             for k, v in terms.parts.items():
                 parts_total[k] = parts_total.get(k, 0.0) + v / accum
         if bad is not None:
-            return float("nan"), {}, bad
+            return float("nan"), {}, bad, "loss"
+        # under DDP the gradients are already averaged over ranks: every rank decides alike
+        if not scaler.is_enabled() and not _grads_finite(optimizer):
+            optimizer.zero_grad(set_to_none=True)
+            return float("nan"), {}, _merge_batches(used), "gradient"
         scaler.step(optimizer)
         scaler.update()
-        return loss_total, {k: float(v) for k, v in parts_total.items()}, None
+        return loss_total, {k: float(v) for k, v in parts_total.items()}, None, ""
+
+
+def _grads_finite(optimizer: torch.optim.Optimizer) -> bool:
+    """True when every gradient the optimiser would apply is finite (one device sync)."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if not grads:
+        return True
+    return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+
+
+def _merge_batches(batches: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The ids and files of a step's micro-batches as one batch-like mapping (for messages)."""
+    if len(batches) == 1:
+        return batches[0]
+    ids = [i for b in batches for i in b.get("id", [])]
+    files: dict[str, list[Any]] = {}
+    for b in batches:
+        for column, values in (b.get("files") or {}).items():
+            files.setdefault(column, []).extend(values)
+    return {"id": ids, "files": files}
 
 
 def _describe_batch(batch: Mapping[str, Any], limit: int = 4) -> str:

@@ -32,6 +32,7 @@ from fusionseg.modalities.hha import (
     RIGHT_ANGLE_DEG,
 )
 from fusionseg.modalities.intrinsics import Intrinsics
+from fusionseg.modalities.normals import MAX_DEPTH_M
 
 __all__ = ["hha_torch"]
 
@@ -55,6 +56,9 @@ def _check_depth(depth: object, name: str, *, allow_all_zero: bool) -> Tensor:
         raise ValueError(f"{name} must be finite (0 = missing), got NaN or inf")
     if (out < 0).any():
         raise ValueError(f"{name} must be >= 0 (0 = missing), got minimum {out.min().item():g}")
+    if out.max() > MAX_DEPTH_M:
+        peak = out.max().item()
+        raise ValueError(f"{name} holds {peak:g} m, above {MAX_DEPTH_M:g} m: not metres (wrong unit?)")
     if not allow_all_zero:
         empty = ~(out != 0).flatten(1).any(dim=1)  # (B,)
         if empty.any():

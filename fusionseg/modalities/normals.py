@@ -31,6 +31,9 @@ __all__ = [
 
 # Image rows per strip of the plane fit: keeps the per-strip temporaries within the CPU caches.
 STRIP_ROWS = 32
+# Largest depth accepted, metres: far beyond any range sensor, far below where the plane fits' float64
+# sums overflow (about 1e150 m), which used to surface as a LinAlgError deep inside the gravity estimate.
+MAX_DEPTH_M = 1e6
 
 
 def check_depth(depth: object, name: str, *, allow_all_zero: bool = False) -> NDArray[np.float64]:
@@ -45,7 +48,8 @@ def check_depth(depth: object, name: str, *, allow_all_zero: bool = False) -> ND
         (H, W) float64 copy of `depth`.
 
     Raises:
-        ValueError: not a 2-D real numpy array, empty, NaN/inf or negative values, or all zero.
+        ValueError: not a 2-D real numpy array, empty, NaN/inf, negative or above `MAX_DEPTH_M`
+            values, or all zero.
     """
     if not isinstance(depth, np.ndarray):
         raise ValueError(f"{name} must be a numpy array, got {type(depth).__name__}")
@@ -62,6 +66,8 @@ def check_depth(depth: object, name: str, *, allow_all_zero: bool = False) -> ND
         raise ValueError(f"{name} must be finite (0 = missing), got NaN or inf")
     if (out < 0).any():
         raise ValueError(f"{name} must be >= 0 (0 = missing), got minimum {out.min():g}")
+    if out.max() > MAX_DEPTH_M:
+        raise ValueError(f"{name} holds {out.max():g} m, above {MAX_DEPTH_M:g} m: not metres (wrong unit?)")
     if not allow_all_zero and not out.any():
         raise ValueError(f"{name} has no valid (non-zero) pixel")
     return out
