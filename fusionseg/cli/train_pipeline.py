@@ -15,7 +15,8 @@ from fusionseg.cli.options import json_option
     "\b\n"
     "  fusionseg make-synthetic --out data/synthetic --size 96x192\n"
     "  fusionseg train-pipeline configs/synthetic-pipeline.yaml\n"
-    "  fusionseg train-pipeline configs/synthetic-pipeline.yaml --set fusion.pipeline_schemes=[ssma,cmode]",
+    "  fusionseg train-pipeline configs/synthetic-pipeline.yaml --set fusion.pipeline_schemes=[ssma]\n"
+    "  fusionseg train-pipeline configs/synthetic-pipeline.yaml --set 'fusion.pipeline_robustness=[rgb=fog]'",
 )
 @click.argument("config_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -27,11 +28,18 @@ from fusionseg.cli.options import json_option
 )
 @json_option
 def command(config_path: Path, overrides: tuple[str, ...], as_json: bool) -> None:
-    """Run prepare-depth (if fusion.pipeline_prepare lists products), one AdapNet++ expert per
-    modality, each scheme of fusion.pipeline_schemes (stage 3 too with fusion.finetune) and the
-    evaluation of every model, all under train.out_dir. Stages whose checkpoint is complete are
-    skipped and interrupted ones resumed, so rerunning continues where it stopped.
+    """Train and compare fusion models from one config, all under train.out_dir.
+
+    Runs prepare-depth (if fusion.pipeline_prepare lists products), one AdapNet++ expert per modality,
+    each scheme of fusion.pipeline_schemes (stage 3 too with fusion.finetune), then evaluates every
+    model on the val list, clean and under each sensor fault of fusion.pipeline_robustness (default:
+    rgb and depth dropped, dark and foggy rgb, noisy depth; seeded). Prints one table of val mIoU (%),
+    models by conditions, and writes eval/results.json, eval/results.md and eval/predictions.png
+    (fusion.pipeline_report_frames val frames: inputs, ground truth and every model's prediction).
+    Finished stages and evaluations are skipped and interrupted ones resumed, so rerunning continues
+    where it stopped.
     """
+    from rich import box
     from rich.table import Table
 
     from fusionseg import api
@@ -48,13 +56,30 @@ def command(config_path: Path, overrides: tuple[str, ...], as_json: bool) -> Non
     if as_json:
         print_json(result.to_dict())
         return
-    table = Table(title=f"pipeline {result.run_dir}")
-    for col in ("step", "status", "val mIoU", "output"):
-        table.add_column(col)
-    for step in result.steps:
-        miou = "" if step.miou is None else f"{100 * step.miou:.2f}"
-        table.add_row(step.name, step.status, miou, str(step.path))
-    out.print(table)
-    if result.miou:
-        best = max(result.miou, key=lambda k: result.miou[k])
-        out.print(f"best model: {best} (val mIoU {100 * result.miou[best]:.2f})")
+    stages = " · ".join(f"{s.name} {s.status}" for s in result.steps if not s.name.startswith("evaluate "))
+    out.print(f"[dim]{result.run_dir}: {stages}[/dim]")
+    table = result.results
+    if table is None:  # fusion.pipeline_evaluate: false
+        for name, path in result.checkpoints.items():
+            out.print(f"{name}: {path}")
+        return
+    from fusionseg.engine.report import format_miou
+
+    grid = Table(
+        title=f"val mIoU (%), {table.num_images} images, faults seeded {table.seed}", box=box.SIMPLE_HEAD
+    )
+    grid.add_column("model", no_wrap=True)
+    for cond in table.conditions:
+        grid.add_column(cond.title, justify="right")
+    for model, row in table.scores.items():
+        cells = []
+        for cond in table.conditions:
+            text = format_miou(row[cond.name].miou)
+            cells.append(f"[dim]{text}[/dim]" if row[cond.name].status == "unaffected" else text)
+        grid.add_row(model, *cells)
+    out.print(grid)
+    notes = ["dim: the model does not read the faulty modality (clean score)"]
+    if table.skipped_conditions:
+        notes.append(f"skipped (modality not used): {', '.join(table.skipped_conditions)}")
+    out.print(f"[dim]{'; '.join(notes)}[/dim]")
+    out.print("written: " + ", ".join(str(p) for p in result.files.values()))

@@ -16,9 +16,9 @@ import dataclasses
 import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
@@ -30,6 +30,9 @@ from fusionseg.fusion.build import build_model
 from fusionseg.fusion.fused import CMoDEModel, ExpertEnsemble
 from fusionseg.models.adapnet import trunk_state_dict
 from fusionseg.models.output import ExpertOutput
+
+if TYPE_CHECKING:
+    from fusionseg.engine.report import ResultsTable
 
 EXPERT_KIND = "expert"  # checkpoint kind written by train-unimodal
 ARCHITECTURE_KEYS = ("dilations", "easpp_rates")  # model keys that change an expert's computation
@@ -642,10 +645,12 @@ class PipelineStep:
     """One step of `run_pipeline`.
 
     Attributes:
-        name: "prepare-depth", "expert <modality>", "<scheme>", "<scheme> finetune" or "evaluate <model>".
-        status: "done" (ran now) or "skipped" (its output already existed and was complete).
-        path: The step's checkpoint, dataset folder or metrics file.
-        miou: Validation mIoU (headline convention) of an evaluation step, else None.
+        name: "prepare-depth", "expert <modality>", "<scheme>", "<scheme> finetune", "evaluate <model>"
+            or "report".
+        status: "done" (ran now) or "skipped" (its output already existed and was complete; an
+            evaluation step is skipped when every one of its evaluations was reused).
+        path: The step's checkpoint, dataset folder, metrics file or (report) results file.
+        miou: Clean validation mIoU (headline convention) of an evaluation step, else None.
     """
 
     name: str
@@ -665,13 +670,18 @@ class PipelineResult:
         run_dir: `train.out_dir`.
         steps: Every step in order.
         checkpoints: Model name ("expert rgb", "ssma", ...) -> checkpoint used downstream.
-        miou: Model name -> validation mIoU (when `fusion.pipeline_evaluate`).
+        miou: Model name -> clean validation mIoU (when `fusion.pipeline_evaluate`).
+        results: Every model's mIoU clean and under each robustness condition (when evaluated).
+        files: Report files: "results_json", "results_md" and (with `fusion.pipeline_report_frames`)
+            "predictions_png".
     """
 
     run_dir: Path
     steps: tuple[PipelineStep, ...]
     checkpoints: dict[str, Path]
     miou: dict[str, float]
+    results: ResultsTable | None = None
+    files: dict[str, Path] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -679,6 +689,8 @@ class PipelineResult:
             "steps": [s.to_dict() for s in self.steps],
             "checkpoints": {k: str(v) for k, v in self.checkpoints.items()},
             "miou": dict(self.miou),
+            "results": None if self.results is None else self.results.to_dict(),
+            "files": {k: str(v) for k, v in self.files.items()},
         }
 
 
@@ -721,8 +733,13 @@ def run_pipeline(
     Order: prepare-depth (when `fusion.pipeline_prepare` lists products), one AdapNet++ expert per
     modality of `data.modalities` (`<out>/experts/<modality>`, `train.*` settings), each scheme of
     `fusion.pipeline_schemes` (`<out>/<scheme>`, stage 3 in `<out>/<scheme>/finetune` when
-    `fusion.finetune`), then evaluation of every model on the val list (`<out>/eval/<model>/`). A
-    stage whose `last.pt` reached its iterations is skipped; one with checkpoints is resumed.
+    `fusion.finetune`), then, when `fusion.pipeline_evaluate`, the report (`engine.report`): every
+    model evaluated on the val list clean and under each condition of `fusion.pipeline_robustness`
+    (`<out>/eval/<model>/[<condition>/]metrics.json`), the table in `<out>/eval/results.json` and
+    `results.md`, and `fusion.pipeline_report_frames` val frames predicted by every model side by
+    side in `<out>/eval/predictions.png`. A stage whose `last.pt` reached its iterations is skipped;
+    one with checkpoints is resumed; an evaluation already made of the same checkpoint, val list,
+    condition and seed is reused; the picture and the tables are always redrawn.
 
     Args:
         cfg: The resolved config; `train.out_dir` is the pipeline's folder.
@@ -733,7 +750,8 @@ def run_pipeline(
     Raises:
         ConfigError, CheckpointError, DataError: as the individual steps.
     """
-    from fusionseg.engine.inference import evaluate_checkpoint
+    from fusionseg.data.io import write_png
+    from fusionseg.engine import report
     from fusionseg.engine.trainer import train_expert
 
     run_dir = Path(cfg.train.out_dir)
@@ -744,6 +762,12 @@ def run_pipeline(
         )
     if not cfg.fusion.pipeline_schemes:
         raise ConfigError("fusion.pipeline_schemes: name at least one scheme (ssma, cmode)")
+    if cfg.fusion.pipeline_report_frames < 0:
+        raise ConfigError(
+            f"fusion.pipeline_report_frames: must be >= 0, got {cfg.fusion.pipeline_report_frames}"
+        )
+    if cfg.fusion.pipeline_evaluate:  # checked before any training: a typo must not surface an hour later
+        conditions, skipped_conditions = report.parse_conditions(cfg.fusion.pipeline_robustness, modalities)
     notify = on_step or (lambda name: None)
     steps: list[PipelineStep] = []
     checkpoints: dict[str, Path] = {}
@@ -786,13 +810,39 @@ def run_pipeline(
             steps.append(PipelineStep(name, "skipped" if stage.train is None else "done", stage.checkpoint))
             checkpoints[name] = stage.checkpoint
 
+    if not cfg.fusion.pipeline_evaluate:
+        return PipelineResult(run_dir, tuple(steps), checkpoints, {})
+    eval_dir = run_dir / EVAL_DIR
+    val = Path(cfg.data.root) / (cfg.data.val_list if cfg.data.layout == "list" else "val")
+    table = report.evaluate_models(
+        checkpoints,
+        val,
+        out_dir=eval_dir,
+        conditions=conditions,
+        skipped_conditions=skipped_conditions,
+        seed=cfg.fusion.pipeline_robustness_seed,
+        normalization={m: tuple(v) for m, v in cfg.data.normalization.items()},
+        device=cfg.train.device,
+        notify=notify,
+    )
     miou: dict[str, float] = {}
-    if cfg.fusion.pipeline_evaluate:
-        val = Path(cfg.data.root) / (cfg.data.val_list if cfg.data.layout == "list" else "val")
-        for name, ckpt in checkpoints.items():
-            notify(f"evaluate {name}")
-            out = run_dir / EVAL_DIR / name.replace(" ", "-")
-            report = evaluate_checkpoint(ckpt, val, out_dir=out, device=cfg.train.device)
-            miou[name] = report.metrics.miou
-            steps.append(PipelineStep(f"evaluate {name}", "done", out / "metrics.json", report.metrics.miou))
-    return PipelineResult(run_dir, tuple(steps), checkpoints, miou)
+    for name, row in table.scores.items():
+        clean = row[report.CLEAN]
+        if clean.miou is not None:
+            miou[name] = clean.miou
+        reused = all(score.status != "done" for score in row.values())
+        steps.append(
+            PipelineStep(f"evaluate {name}", "skipped" if reused else "done", clean.metrics, clean.miou)
+        )
+    picture = None
+    if cfg.fusion.pipeline_report_frames:
+        notify("report")
+        grid = report.render_predictions(
+            checkpoints, cfg, frames=cfg.fusion.pipeline_report_frames, device=cfg.train.device
+        )
+        picture = (write_png(eval_dir / "predictions.png", grid.image), grid)
+    files = report.write_results(table, eval_dir, predictions=picture)
+    if picture is not None:
+        files["predictions_png"] = picture[0]
+    steps.append(PipelineStep("report", "done", files["results_md"]))
+    return PipelineResult(run_dir, tuple(steps), checkpoints, miou, table, files)

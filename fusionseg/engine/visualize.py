@@ -1,4 +1,5 @@
-"""Pictures of predictions: colour-coded label maps, overlays and a confusion-matrix plot (numpy + cv2).
+"""Pictures of predictions: colour-coded label maps, overlays, a confusion-matrix plot and a titled
+grid of images for side-by-side comparisons (numpy + cv2).
 
 All images are uint8 in OpenCV's BGR order, ready for `fusionseg.data.io.write_png`; palettes are given
 in RGB (as in `DatasetInfo.palette`).
@@ -118,4 +119,67 @@ def render_confusion_matrix(
     rotated = cv2.rotate(strip, cv2.ROTATE_90_COUNTERCLOCKWISE)  # (top - 4, cell_px * len(cols), 3)
     canvas[: rotated.shape[0], left : left + rotated.shape[1]] = rotated
     cv2.putText(canvas, "GT \\ pred (% of row)", (4, 14), font, scale, (0, 0, 0), thick)
+    return canvas
+
+
+GRID_GAP_PX = 4  # white border around and between the cells of `render_comparison_grid`
+
+
+def render_comparison_grid(
+    rows: Sequence[Sequence[NDArray[np.uint8]]],
+    titles: Sequence[str],
+    *,
+    gap_px: int = GRID_GAP_PX,
+    title_px: int = 24,
+) -> NDArray[np.uint8]:
+    """Lay out equally sized images as a grid under a header row of column titles.
+
+    Cell (i, j) is copied unchanged to rows `title_px + i * (H + gap_px)` onwards and columns
+    `gap_px + j * (W + gap_px)` onwards; the rest is white, titles are black and centred over their
+    column (the font shrinks for titles wider than a cell).
+
+    Args:
+        rows: R rows of len(titles) images each, every one (H, W, 3) uint8 BGR of the same size.
+        titles: Column titles.
+        gap_px: White pixels around and between the cells (>= 0).
+        title_px: Height of the header band (>= 12).
+
+    Returns:
+        (title_px + R * (H + gap_px), gap_px + len(titles) * (W + gap_px), 3) uint8 BGR image.
+
+    Raises:
+        ValueError: no rows or titles, a row of the wrong length, an image of another shape or dtype,
+            or a negative gap / too small header.
+    """
+    if not rows or not titles:
+        raise ValueError(f"rows and titles must not be empty, got {len(rows)} rows and {len(titles)} titles")
+    if gap_px < 0 or title_px < 12:
+        raise ValueError(f"gap_px must be >= 0 and title_px >= 12, got {gap_px} and {title_px}")
+    first = np.asarray(rows[0][0]) if len(rows[0]) else None
+    if first is None or first.ndim != 3 or first.shape[2] != 3:
+        raise ValueError(f"cells must be (H, W, 3) images, got {None if first is None else first.shape}")
+    h, w = first.shape[:2]
+    for i, row in enumerate(rows):
+        if len(row) != len(titles):
+            raise ValueError(f"rows[{i}] has {len(row)} images for {len(titles)} titles")
+        for j, cell in enumerate(row):
+            if cell.shape != (h, w, 3) or cell.dtype != np.uint8:
+                raise ValueError(f"rows[{i}][{j}] is {cell.dtype} {cell.shape}, expected uint8 {(h, w, 3)}")
+    n_rows, n_cols = len(rows), len(titles)
+    canvas = np.full((title_px + n_rows * (h + gap_px), gap_px + n_cols * (w + gap_px), 3), 255, np.uint8)
+    font, thick = cv2.FONT_HERSHEY_SIMPLEX, 1
+    for j, title in enumerate(titles):
+        scale = 0.5
+        (tw, th), _ = cv2.getTextSize(title, font, scale, thick)
+        if tw > w - 4:  # shrink to fit the cell width, not below a legible size
+            scale = max(0.3, scale * (w - 4) / tw)
+            (tw, th), _ = cv2.getTextSize(title, font, scale, thick)
+        x0 = gap_px + j * (w + gap_px)
+        org = (x0 + max(0, (w - tw) // 2), (title_px + th) // 2)
+        cv2.putText(canvas, title, org, font, scale, (0, 0, 0), thick, cv2.LINE_AA)
+    for i, row in enumerate(rows):
+        y0 = title_px + i * (h + gap_px)
+        for j, cell in enumerate(row):
+            x0 = gap_px + j * (w + gap_px)
+            canvas[y0 : y0 + h, x0 : x0 + w] = cell
     return canvas

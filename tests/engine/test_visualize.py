@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fusionseg.engine.visualize import colorize_labels, overlay_labels, render_confusion_matrix
+from fusionseg.engine.visualize import (
+    colorize_labels,
+    overlay_labels,
+    render_comparison_grid,
+    render_confusion_matrix,
+)
 
 PALETTE = [(0, 0, 0), (255, 0, 0), (0, 128, 255)]
 
@@ -46,3 +51,51 @@ def test_confusion_plot_draws_cells():
     assert cell(0, 1) < cell(1, 1) < cell(0, 0) < 255.0  # 90 % darker than 50 % darker than 10 %
     with pytest.raises(ValueError):
         render_confusion_matrix(cm, ["a", "b"])
+
+
+def test_comparison_grid_places_cells_under_titles():
+    h, w, gap, title = 8, 12, 3, 20
+    labels = np.full((h, w), 2, np.uint8)
+    labels[:, : w // 2] = 1
+    cells = [
+        [np.full((h, w, 3), 10 * (3 * i + j), np.uint8) for j in range(2)]
+        + [colorize_labels(labels, PALETTE)]
+        for i in range(2)
+    ]
+    before = [[c.copy() for c in row] for row in cells]
+    img = render_comparison_grid(cells, ["rgb", "depth", "ssma"], gap_px=gap, title_px=title)
+    assert img.dtype == np.uint8 and img.shape == (title + 2 * (h + gap), gap + 3 * (w + gap), 3)
+    for i in range(2):
+        for j in range(3):
+            y0, x0 = title + i * (h + gap), gap + j * (w + gap)
+            np.testing.assert_array_equal(img[y0 : y0 + h, x0 : x0 + w], cells[i][j])
+            np.testing.assert_array_equal(cells[i][j], before[i][j])  # inputs untouched
+    x_ssma = gap + 2 * (w + gap)
+    assert img[title + 1, x_ssma + 1].tolist() == [0, 0, 255]  # class 1: red (RGB) -> BGR
+    assert img[title + 1, x_ssma + w - 1].tolist() == [255, 128, 0]  # class 2
+    header = img[:title]
+    assert (header < 128).any() and (header == 255).any()  # dark title text on white
+    assert (img[title : title + h, :gap] == 255).all()  # white border
+
+
+def test_comparison_grid_title_ink_sits_over_its_column():
+    cells = [[np.zeros((16, 64, 3), np.uint8)] * 3]
+    img = render_comparison_grid(cells, ["", "depth", ""], gap_px=4)
+    ink_cols = np.flatnonzero((img[:24] < 128).any(axis=(0, 2)))
+    assert ink_cols.size and ink_cols.min() >= 4 + 68 and ink_cols.max() < 4 + 2 * 68
+
+
+@pytest.mark.parametrize(
+    ("rows", "titles"),
+    [
+        ([], ["a"]),
+        ([[np.zeros((4, 4, 3), np.uint8)]], []),
+        ([[np.zeros((4, 4, 3), np.uint8)]], ["a", "b"]),  # row shorter than the titles
+        ([[np.zeros((4, 4, 3), np.uint8)], [np.zeros((4, 5, 3), np.uint8)]], ["a"]),  # other size
+        ([[np.zeros((4, 4, 3), np.float32)]], ["a"]),
+        ([[np.zeros((4, 4), np.uint8)]], ["a"]),
+    ],
+)
+def test_comparison_grid_rejects_bad_cells(rows, titles):
+    with pytest.raises(ValueError):
+        render_comparison_grid(rows, titles)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import NUM_CLASSES, TinyExpert, TinyTrunk, fusion_config
+from fusion_helpers import NUM_CLASSES, TinyExpert, TinyTrunk, fusion_config
 from torch import nn
 
 from fusionseg.errors import ConfigError

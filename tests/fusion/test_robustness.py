@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import NUM_CLASSES, TinyExpert, TinyTrunk, fusion_config
+from fusion_helpers import NUM_CLASSES, TinyExpert, TinyTrunk, fusion_config
 
 from fusionseg.config import config_to_dict
 from fusionseg.data.datasets import SYNTHETIC
@@ -167,7 +167,7 @@ def fused_ckpt(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def hha_data(tmp_path_factory):
-    from conftest import write_dataset
+    from fusion_helpers import write_dataset
 
     return write_dataset(tmp_path_factory.mktemp("hha"), columns=("rgb", "hha"), n_train=1, n_val=2)
 

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 import torch
-from conftest import NUM_CLASSES, TinyTrunk, fusion_config, save_expert, write_dataset
+from fusion_helpers import NUM_CLASSES, TinyTrunk, fusion_config, save_expert, write_dataset
 
 from fusionseg.data.datasets import SYNTHETIC
 from fusionseg.engine.checkpoint import load_checkpoint, sidecar_path
