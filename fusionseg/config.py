@@ -8,6 +8,7 @@ naming the dotted path. `dump_config` writes the fully resolved config next to e
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -126,6 +127,13 @@ class FusionConfig:
     # fusion schemes trained after the experts, and whether every model is evaluated on the val list
     pipeline_schemes: tuple[Literal["ssma", "cmode"], ...] = ("ssma",)
     pipeline_evaluate: bool = True
+    # robustness columns of the pipeline's results table: every model is evaluated again on the val list
+    # under each condition "NAME=KIND[,NAME=KIND...]", KIND one of zero (modality dropped), noise, dark,
+    # fog (engine.robustness; seeded by pipeline_robustness_seed); conditions naming a modality outside
+    # data.modalities are skipped
+    pipeline_robustness: tuple[str, ...] = ("rgb=zero", "depth=zero", "rgb=dark", "rgb=fog", "depth=noise")
+    pipeline_robustness_seed: int = 0
+    pipeline_report_frames: int = 4  # val frames in <out_dir>/eval/predictions.png (0 = no picture)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,6 +185,18 @@ class RunConfig:
 _NONE_TYPE = type(None)
 
 
+# Values in error messages are abbreviated: a YAML alias bomb (a few lines of nested anchors) is a
+# tiny object whose full repr would take gigabytes.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 2, 80, 80
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
+
+
+def _brief(value: Any) -> str:
+    """`repr(value)`, cut short for deep or long values."""
+    return _REPR.repr(value)
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
@@ -186,12 +206,12 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     origin = get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__} {_brief(value)}")
         return _build(tp, value, path)
     if origin is Literal:
         choices = get_args(tp)
         if value not in choices:
-            raise ConfigError(f"{path}: {value!r} is not one of {', '.join(map(repr, choices))}")
+            raise ConfigError(f"{path}: {_brief(value)} is not one of {', '.join(map(repr, choices))}")
         return value
     if origin in (Union, types.UnionType):
         args = get_args(tp)
@@ -205,38 +225,38 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
                 return _coerce(value, arg, path)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {value!r} does not fit {tp}")
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {_brief(value)} does not fit {tp}")
     if origin is tuple:
         args = get_args(tp)
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{path}: expected a list, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__} {_brief(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
-            raise ConfigError(f"{path}: expected {len(args)} values, got {len(value)}: {list(value)!r}")
+            raise ConfigError(f"{path}: expected {len(args)} values, got {len(value)}: {_brief(list(value))}")
         return tuple(_coerce(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     if origin is dict:
         key_tp, val_tp = get_args(tp)
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__} {_brief(value)}")
         return {
             _coerce(k, key_tp, f"{path}.{k}"): _coerce(v, val_tp, f"{path}.{k}") for k, v in value.items()
         }
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: expected a number, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{path}: expected a number, got {type(value).__name__} {_brief(value)}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: expected an integer, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{path}: expected an integer, got {type(value).__name__} {_brief(value)}")
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true or false, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{path}: expected true or false, got {type(value).__name__} {_brief(value)}")
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{path}: expected a string, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{path}: expected a string, got {type(value).__name__} {_brief(value)}")
         return value
     raise ConfigError(f"{path}: unsupported schema type {_type_name(tp)}")  # pragma: no cover
 
@@ -272,7 +292,8 @@ def parse_override(text: str) -> dict[str, Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc.problem})") from None
+        problem = getattr(exc, "problem", None) or exc  # a ReaderError (control character) has none
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({problem})") from None
     for part in reversed(key.split(".")):
         value = {part: value}
     return value

@@ -18,6 +18,15 @@ from fusionseg.errors import FusionsegError
 # verb -> module defining a click command called `command`. A verb is listed only once it works.
 COMMANDS: dict[str, str] = {
     "make-synthetic": "fusionseg.cli.make_synthetic",
+    "summary": "fusionseg.cli.summary",
+    "prepare-depth": "fusionseg.cli.prepare_depth",
+    "benchmark": "fusionseg.cli.benchmark",
+    "train-unimodal": "fusionseg.cli.train_unimodal",
+    "evaluate": "fusionseg.cli.evaluate",
+    "predict": "fusionseg.cli.predict",
+    "train-fusion": "fusionseg.cli.train_fusion",
+    "export": "fusionseg.cli.export",
+    "train-pipeline": "fusionseg.cli.train_pipeline",
 }
 
 
@@ -56,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="fusionseg", standalone_mode=False)
+        result = cli.main(args=args, prog_name="fusionseg", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
@@ -82,4 +91,5 @@ def main(argv: list[str] | None = None) -> int:
             err=True,
         )
         return 1
-    return 0
+    # a verb may return an int exit status (e.g. 3 = finished, but some inputs failed)
+    return result if isinstance(result, int) else 0

@@ -56,9 +56,7 @@ class Intrinsics:
 
     def scaled(self, sx: float, sy: float) -> Intrinsics:
         """Intrinsics after resizing the image by factors (sx, sy) (pixel-centre aware)."""
-        return Intrinsics(
-            self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5
-        )
+        return Intrinsics(self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5)
 
     def cropped(self, top_px: int, left_px: int) -> Intrinsics:
         """Intrinsics of a crop starting at row `top_px`, column `left_px`."""
