@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from fusionseg.cli.options import config_options, json_option, resolve_config
+from fusionseg.cli.options import checkpoint_option, config_options, json_option, resolve_config
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
@@ -29,12 +29,7 @@ def parse_scales(text: str) -> tuple[float, ...]:
     "  fusionseg evaluate --checkpoint best.pt --data val.txt --scales 0.75,1,1.25 --flip --out eval/\n"
     "  fusionseg evaluate --checkpoint best.pt --data val.txt --json",
 )
-@click.option(
-    "--checkpoint",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Checkpoint (.pt) written by fusionseg.",
-)
+@checkpoint_option
 @click.option(
     "--data",
     required=True,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fusionseg.cli.options import json_option
+from fusionseg.cli.options import checkpoint_option, json_option
 
 FORMATS = ("onnx", "torchscript", "torch-export", "safetensors")  # engine.export.EXPORT_FORMATS
 
@@ -19,12 +19,7 @@ FORMATS = ("onnx", "torchscript", "torch-export", "safetensors")  # engine.expor
     "  fusionseg export --checkpoint runs/ssma/best.pt --format onnx --size 384x768 --out ssma.onnx\n"
     "  fusionseg export --checkpoint runs/rgb/best.pt --format safetensors --json",
 )
-@click.option(
-    "--checkpoint",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Expert or fused-model checkpoint (.pt).",
-)
+@checkpoint_option
 @click.option(
     "--format",
     "fmt",

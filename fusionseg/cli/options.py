@@ -40,3 +40,13 @@ def resolve_config(
 ) -> RunConfig:
     """Defaults <- CLI-option values (`base`) <- YAML file <- `--set` overrides."""
     return load_config(config_path, overrides, base=base)
+
+
+def checkpoint_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the required `--checkpoint FILE` (an expert or fused-model checkpoint written by fusionseg)."""
+    return click.option(
+        "--checkpoint",
+        required=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Expert or fused-model checkpoint (.pt) written by fusionseg.",
+    )(func)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from fusionseg.cli.evaluate import parse_scales
-from fusionseg.cli.options import json_option
+from fusionseg.cli.options import checkpoint_option, json_option
 
 
 def parse_modality_dirs(values: tuple[str, ...]) -> dict[str, Path]:
@@ -31,12 +31,7 @@ def parse_modality_dirs(values: tuple[str, ...]) -> dict[str, Path]:
     "      --out pred/ --pad",
 )
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--checkpoint",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Checkpoint (.pt) written by fusionseg.",
-)
+@checkpoint_option
 @click.option(
     "--out",
     "out_dir",
