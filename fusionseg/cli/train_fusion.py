@@ -204,6 +204,10 @@ def command(
         )
     finally:
         display.stop()
+    from fusionseg.engine.distributed import is_main_process
+
+    if not is_main_process():  # under torchrun only rank 0 reports
+        return
     if as_json:
         print_json(fusion_result_dict(result))
         return

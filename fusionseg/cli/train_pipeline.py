@@ -53,6 +53,10 @@ def command(config_path: Path, overrides: tuple[str, ...], as_json: bool) -> Non
         )
     finally:
         display.stop()
+    from fusionseg.engine.distributed import is_main_process
+
+    if not is_main_process():  # under torchrun only rank 0 reports
+        return
     if as_json:
         print_json(result.to_dict())
         return

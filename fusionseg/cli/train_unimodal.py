@@ -120,6 +120,10 @@ def command(
         result = api.train_expert(cfg, modality, resume=resume, progress=reporter)
     finally:
         reporter.stop()
+    from fusionseg.engine.distributed import is_main_process
+
+    if not is_main_process():  # under torchrun only rank 0 reports
+        return
     if as_json:
         print_json(
             {

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from torch import Tensor, nn
 
 from fusionseg.config import RunConfig, config_from_dict, config_to_dict, load_config
+from fusionseg.engine import distributed
 from fusionseg.engine.checkpoint import load_checkpoint, load_model_state
 from fusionseg.engine.trainer import ProgressFn, Trainer, TrainResult
 from fusionseg.errors import CheckpointError, ConfigError, FusionsegError
@@ -711,11 +712,16 @@ def _prepare_step(cfg: RunConfig, run_dir: Path) -> tuple[RunConfig, PipelineSte
         ndvi="ndvi" in products,
     )
     out = run_dir / PREPARED_DIR
-    summary = prepare_depth(Path(cfg.data.root), out, options)
-    if not summary.ok:
-        first = summary.failures[0]
-        raise DataError(f"prepare-depth: {summary.failed} of {summary.total} frames failed, first: {first}")
-    status = "done" if summary.done else "skipped"
+    status = "skipped"
+    if distributed.is_main_process():  # under torchrun, rank 0 prepares while the others wait
+        summary = prepare_depth(Path(cfg.data.root), out, options)
+        if not summary.ok:
+            first = summary.failures[0]
+            raise DataError(
+                f"prepare-depth: {summary.failed} of {summary.total} frames failed, first: {first}"
+            )
+        status = "done" if summary.done else "skipped"
+    distributed.barrier()
     # the new lists name the input columns by absolute path (fusionseg.data.prepare)
     data = dataclasses.replace(cfg.data, root=str(out), layout="list", allow_absolute_paths=True)
     return dataclasses.replace(cfg, data=data), PipelineStep("prepare-depth", status, out)
@@ -771,6 +777,9 @@ def run_pipeline(
     notify = on_step or (lambda name: None)
     steps: list[PipelineStep] = []
     checkpoints: dict[str, Path] = {}
+    # Under torchrun every rank runs this function: join the process group now (a no-op otherwise) so
+    # that single-process steps (prepare-depth, evaluation) run on rank 0 while the others wait.
+    distributed.init_distributed(cfg.train.ddp_backend)
 
     if cfg.fusion.pipeline_prepare:
         notify("prepare-depth")
@@ -810,7 +819,7 @@ def run_pipeline(
             steps.append(PipelineStep(name, "skipped" if stage.train is None else "done", stage.checkpoint))
             checkpoints[name] = stage.checkpoint
 
-    if not cfg.fusion.pipeline_evaluate:
+    if not cfg.fusion.pipeline_evaluate or not distributed.is_main_process():
         return PipelineResult(run_dir, tuple(steps), checkpoints, {})
     eval_dir = run_dir / EVAL_DIR
     val = Path(cfg.data.root) / (cfg.data.val_list if cfg.data.layout == "list" else "val")
