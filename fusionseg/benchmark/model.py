@@ -314,6 +314,10 @@ class ModelBenchmarkReport:
 class PeakMemory:
     """Peak memory growth of a block of work on one device (see the module docstring).
 
+    On the CPU this is growth of the resident set: memory that earlier work in the same process freed
+    but the allocator kept resident can be reused without counting, so measure in a fresh process (as
+    `fusionseg benchmark model` does) for honest figures.
+
     Usage: `meter.start()`, run the work, `meter.stop()` -> bytes of growth (or None).
     """
 
