@@ -250,7 +250,7 @@ def model(
     from fusionseg import api
     from fusionseg.benchmark.model import append_markdown
     from fusionseg.cli.console import err, out, print_json
-    from fusionseg.cli.summary import parse_size
+    from fusionseg.cli.options import parse_size
 
     size_hw = parse_size(size)
     flags = [f"--model {model_name}", f"--size {size_hw[0]}x{size_hw[1]}", f"--batch {batch}"]

@@ -64,7 +64,7 @@ def command(
     """
     from fusionseg import api
     from fusionseg.cli.console import err, out, print_json
-    from fusionseg.cli.summary import parse_size
+    from fusionseg.cli.options import parse_size
 
     size_hw = parse_size(size) if size is not None else None
     with err.status(f"exporting {checkpoint} to {fmt}"):

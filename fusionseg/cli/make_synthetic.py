@@ -7,16 +7,7 @@ from pathlib import Path
 import click
 
 from fusionseg.cli.console import err, out, print_json, progress
-from fusionseg.cli.options import config_options, json_option, resolve_config
-from fusionseg.errors import ConfigError
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """`HxW` (e.g. 384x768) -> (height_px, width_px); raises `ConfigError`."""
-    height, sep, width = text.lower().partition("x")
-    if not sep or not height.strip().isdigit() or not width.strip().isdigit():
-        raise ConfigError(f"--size: expected HEIGHTxWIDTH in pixels like 384x768, got {text!r}")
-    return int(height), int(width)
+from fusionseg.cli.options import config_options, json_option, parse_size, resolve_config
 
 
 @click.command(
@@ -52,7 +43,7 @@ def command(
     """
     base: dict[str, object] = {"num_frames": num, "seed": seed, "workers": workers}
     if size is not None:
-        base["height_px"], base["width_px"] = parse_size(size)
+        base["height_px"], base["width_px"] = parse_size(size, multiple_of=1)
     cfg = resolve_config(
         config_path, overrides, base={"synthetic": {k: v for k, v in base.items() if v is not None}}
     ).synthetic

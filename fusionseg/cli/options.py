@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import click
 
 from fusionseg.config import RunConfig, load_config
+from fusionseg.errors import ConfigError
 
 
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -50,3 +52,27 @@ def checkpoint_option(func: Callable[..., Any]) -> Callable[..., Any]:
         type=click.Path(dir_okay=False, path_type=Path),
         help="Expert or fused-model checkpoint (.pt) written by fusionseg.",
     )(func)
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+
+
+def parse_size(text: str, *, multiple_of: int = 16) -> tuple[int, int]:
+    """`--size HxW` (e.g. "384x768") -> (height_px, width_px).
+
+    Args:
+        text: The option's value.
+        multiple_of: Both sides must be positive multiples of this (16 for the networks, whose output
+            stride is 16; 1 for any image size).
+
+    Raises:
+        ConfigError: malformed value or a side that is not a positive multiple of `multiple_of`.
+    """
+    match = _SIZE.match(text)
+    if not match:
+        raise ConfigError(f"--size {text!r}: expected HEIGHTxWIDTH in pixels, e.g. 384x768")
+    h, w = int(match.group(1)), int(match.group(2))
+    if h < multiple_of or w < multiple_of or h % multiple_of or w % multiple_of:
+        what = "positive integers" if multiple_of == 1 else f"positive multiples of {multiple_of}"
+        raise ConfigError(f"--size {text}: height and width must be {what}")
+    return h, w

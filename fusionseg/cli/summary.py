@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import click
 
 from fusionseg.api import SUMMARY_MODELS
-from fusionseg.cli.options import config_options, json_option, resolve_config
-from fusionseg.errors import ConfigError
-
-_SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'384x768' -> (384, 768); ConfigError unless both are positive multiples of 16."""
-    match = _SIZE.match(text)
-    if not match:
-        raise ConfigError(f"--size {text!r}: expected HEIGHTxWIDTH in pixels, e.g. 384x768")
-    h, w = int(match.group(1)), int(match.group(2))
-    if h < 16 or w < 16 or h % 16 or w % 16:
-        raise ConfigError(f"--size {text}: height and width must be positive multiples of 16")
-    return h, w
+from fusionseg.cli.options import config_options, json_option, parse_size, resolve_config
 
 
 @click.command(
