@@ -194,17 +194,18 @@ def check_compatible(payload: Mapping[str, Any], expected: Mapping[str, Any], *,
     """
     for key, want in expected.items():
         have = payload.get(key)
-        if _plain(have) != _plain(want):
+        if as_plain(have) != as_plain(want):
             raise CheckpointError(
-                f"{source}: checkpoint has {key}={_plain(have)!r} but {_plain(want)!r} is required here"
+                f"{source}: checkpoint has {key}={as_plain(have)!r} but {as_plain(want)!r} is required here"
             )
 
 
-def _plain(value: Any) -> Any:
+def as_plain(value: Any) -> Any:
+    """Tuples as lists, recursively, so saved and configured values compare equal."""
     if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
+        return [as_plain(v) for v in value]
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: as_plain(v) for k, v in value.items()}
     return value
 
 

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from fusionseg.config import RunConfig, config_from_dict, config_to_dict, load_config
 from fusionseg.engine import distributed
-from fusionseg.engine.checkpoint import load_checkpoint, load_model_state
+from fusionseg.engine.checkpoint import as_plain, load_checkpoint, load_model_state
 from fusionseg.engine.trainer import ProgressFn, Trainer, TrainResult
 from fusionseg.errors import CheckpointError, ConfigError, FusionsegError
 from fusionseg.fusion.build import build_model
@@ -135,26 +135,19 @@ def check_expert_payload(
     model_cfg = (payload.get("config") or {}).get("model") or {}
     for key in ARCHITECTURE_KEYS:
         have, want = model_cfg.get(key), getattr(cfg.model, key)
-        if have is not None and _plain(have) != _plain(want):
+        if have is not None and as_plain(have) != as_plain(want):
             raise CheckpointError(
-                f"{source}: architecture mismatch: the expert was built with model.{key}={_plain(have)!r}, "
-                f"the fusion run uses {_plain(want)!r}"
+                f"{source}: architecture mismatch: the expert was built with model.{key}={as_plain(have)!r}, "
+                f"the fusion run uses {as_plain(want)!r}"
             )
     have_norm = (payload.get("normalization") or {}).get(modality)
     want_norm = cfg.data.normalization.get(modality)
-    if "normalization" in payload and _plain(have_norm) != _plain(want_norm):
+    if "normalization" in payload and as_plain(have_norm) != as_plain(want_norm):
         raise CheckpointError(
             f"{source}: normalisation mismatch for {modality!r}: the expert was trained with "
-            f"{_plain(have_norm)!r}, the fusion run uses data.normalization.{modality}={_plain(want_norm)!r}"
+            f"{as_plain(have_norm)!r}, the fusion run uses "
+            f"data.normalization.{modality}={as_plain(want_norm)!r}"
         )
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 def expert_weights(model: ExpertEnsemble, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
