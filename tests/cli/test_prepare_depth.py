@@ -13,6 +13,9 @@ from fusionseg.cli import main
 from fusionseg.data.io import write_png
 from fusionseg.modalities.intrinsics import Intrinsics
 
+# the documented tolerance of the float completion against the ip_basic reference, metres
+# (tests/modalities/test_completion.py)
+ROUNDING_TOL_M = 1e-4
 NYU_ONE_BASED = "518.85790117450188,519.46961112127485,325.58244941119034,253.73616633400465"
 
 
@@ -103,7 +106,23 @@ def test_kitti_complete_fast_and_jet(shared_data: Path, tmp_path: Path, capsys) 
     # the job's completed depth is ip_basic's, in the input's unit (1/256 m)
     ref = np.load(kitti / "ipbasic_ref" / "000000.npz")["fast_bilateral"]
     expected = np.rint(np.where(ref > 0.1, ref, 0) * 256).astype(np.uint16)
-    np.testing.assert_array_equal(filled, expected)
+    assert filled.dtype == np.uint16 and filled.shape == expected.shape
+    # Equal except where the float result may round the other way: the float completion is within
+    # ROUNDING_TOL_M of the reference (OpenCV's bilateral filter differs by up to 3.8e-5 m between
+    # 5.0 and 5.1), so a pixel whose reference lies within that of a 1/256 m rounding boundary, or of
+    # the 0.1 m validity threshold, may be one step off or empty (bit-exact under OpenCV 5.0:
+    # tests/modalities/test_completion.py::test_bit_exact_under_the_reference_opencv).
+    units = ref.astype(np.float64) * 256
+    near_rounding = np.abs(units - np.floor(units) - 0.5) < ROUNDING_TOL_M * 256
+    near_threshold = np.abs(ref.astype(np.float64) - 0.1) < ROUNDING_TOL_M
+    diff = np.abs(filled.astype(np.int32) - expected.astype(np.int32))
+    free = near_rounding | near_threshold
+    assert not diff[~free].any(), f"{int((diff[~free] > 0).sum())} pixels differ away from a boundary"
+    assert (diff[near_rounding & ~near_threshold] <= 1).all()
+    flipped = near_threshold & (diff > 0)  # kept on one side of 0.1 m, dropped on the other
+    assert ((filled == 0) | (expected == 0))[flipped].all()
+    # the exempt band covers 2 * 1e-4 * 256 = 5.1 % of a rounding step: at most that share of pixels
+    assert free.mean() < 2 * ROUNDING_TOL_M * 256 + 0.005
     jet = _decode(tmp_path / "jet" / "000000.png")
     assert jet.shape == (*filled.shape, 3) and jet.dtype == np.uint8
     np.testing.assert_array_equal(jet.max(axis=2) == 0, filled == 0)  # black exactly where still missing
