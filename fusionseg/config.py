@@ -8,6 +8,7 @@ naming the dotted path. `dump_config` writes the fully resolved config next to e
 from __future__ import annotations
 
 import dataclasses
+import re
 import reprlib
 import types
 import typing
@@ -81,7 +82,6 @@ class DataConfig:
 class ModelConfig:
     """The AdapNet++ expert (adapnetpp.md)."""
 
-    name: Literal["adapnetpp"] = "adapnetpp"
     num_classes: int = 12
     dilations: Literal["released", "may2019"] = "released"  # adapnetpp.md §3.3
     easpp_rates: tuple[int, int, int] = (3, 6, 12)
@@ -109,6 +109,7 @@ class FusionConfig:
     freeze_experts: bool = True  # false: experts train too (BN batch statistics, dropout on)
     lr: float = 1e-3
     iterations: int = 0  # 0 = train.iterations
+    time_budget_s: float = -1.0  # stage 2 and 3 wall-clock budget each (< 0: train.time_budget_s)
     # stage 3 (optional, §A.6 [spec]): fine-tuning of selected parameter groups
     finetune: bool = False
     finetune_lr: float = 1e-5
@@ -160,6 +161,13 @@ class TrainConfig:
     adam_betas: tuple[float, float] = (0.9, 0.999)  # adapnetpp.md §8 (TF defaults)
     deterministic: bool = False  # torch deterministic algorithms (warn-only) and no cuDNN autotuning
     val_batch_size: int = 0  # 0 = batch_size
+    # > 0: size the run to this many seconds of wall clock on this machine: after its first
+    # `budget_calibration_steps` steps the trainer measures the time per step and fixes the run's
+    # steps (at most `iterations`, validation included) so that it ends within the budget; the
+    # number chosen is recorded in the checkpoints and kept on resume (Trainer, docs/training.md)
+    time_budget_s: float = 0.0
+    budget_calibration_steps: int = 4  # first step = warm-up, the others are timed
+    budget_min_iterations: int = 1  # never fewer steps than this, whatever the budget
     tensorboard: bool = True  # also log to TensorBoard when the tensorboard package is installed
     # multi-process training under torchrun (docs/deployment.md); batch_size is per process
     sync_bn: bool = True  # BN statistics over the global batch (SyncBatchNorm) when world size > 1
@@ -183,6 +191,8 @@ class RunConfig:
 # ----------------------------------------------------------------------------------------------------
 
 _NONE_TYPE = type(None)
+# decimal numbers in scientific notation that YAML 1.1 leaves as strings (5e-4, 1E3, .5e-2)
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 # Values in error messages are abbreviated: a YAML alias bomb (a few lines of nested anchors) is a
@@ -243,6 +253,9 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
             _coerce(k, key_tp, f"{path}.{k}"): _coerce(v, val_tp, f"{path}.{k}") for k, v in value.items()
         }
     if tp is float:
+        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            # YAML 1.1 (PyYAML) reads `5e-4` and `1e-3`, without a dot, as strings
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {type(value).__name__} {_brief(value)}")
         return float(value)
@@ -297,6 +310,30 @@ def parse_override(text: str) -> dict[str, Any]:
     for part in reversed(key.split(".")):
         value = {part: value}
     return value
+
+
+# Keys that earlier fusionseg versions wrote into saved configs (checkpoints, config.yaml) and that no
+# longer exist. `strip_retired_keys` drops them from a saved config so old checkpoints keep loading; a
+# user's YAML or --set naming one is refused like any unknown key.
+RETIRED_KEYS: dict[str, tuple[str, ...]] = {
+    "model": ("name",),  # "adapnetpp", the only value it ever took; nothing read it
+}
+
+
+def strip_retired_keys(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a saved config's nested values without the `RETIRED_KEYS`."""
+    out = dict(values)
+    for section, keys in RETIRED_KEYS.items():
+        if isinstance(out.get(section), Mapping):
+            out[section] = {k: v for k, v in out[section].items() if k not in keys}
+    return out
+
+
+def saved_config_from_dict(values: Mapping[str, Any]) -> RunConfig:
+    """`config_from_dict` for a config saved by any fusionseg version (retired keys dropped)."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"config must be a mapping of sections, got {type(values).__name__}")
+    return config_from_dict(strip_retired_keys(values))
 
 
 def config_from_dict(values: Mapping[str, Any]) -> RunConfig:

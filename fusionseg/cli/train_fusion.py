@@ -73,7 +73,10 @@ class TrainingDisplay:
                 rate = f"loss {event.loss:.4f} lr {event.lr:.2e}"
             if event.images_per_s is not None:
                 rate += f" {event.images_per_s:.1f} img/s"
-            self.bar.update(self.task, completed=event.step, rate=rate)
+            self.bar.update(self.task, completed=event.step, total=event.total_steps, rate=rate)
+        elif event.kind == "plan":
+            self.bar.update(self.task, total=event.total_steps)
+            err.print(f"  {event.message}")
         elif event.kind == "val" and event.metrics is not None:
             err.print(f"  step {event.step}: val mIoU {100 * event.metrics.miou:.2f}")
         elif event.kind == "warn":

@@ -75,11 +75,18 @@ def command(config_path: Path, overrides: tuple[str, ...], as_json: bool) -> Non
     grid.add_column("model", no_wrap=True)
     for cond in table.conditions:
         grid.add_column(cond.title, justify="right")
+    if table.training:  # the steps each model trained (a time-budgeted run sizes them to the machine)
+        grid.add_column("steps", justify="right")
+        grid.add_column("train s", justify="right")
     for model, row in table.scores.items():
         cells = []
         for cond in table.conditions:
             text = format_miou(row[cond.name].miou)
             cells.append(f"[dim]{text}[/dim]" if row[cond.name].status == "unaffected" else text)
+        if table.training:
+            run = table.training.get(model)
+            seconds = "-" if run is None or run.seconds is None else f"{run.seconds:.0f}"
+            cells += ["-" if run is None else str(run.steps), seconds]
         grid.add_row(model, *cells)
     out.print(grid)
     notes = ["dim: the model does not read the faulty modality (clean score)"]

@@ -55,7 +55,11 @@ class TrainProgress:
         elif event.kind == "step" and self.task is not None:
             parts = f"loss {event.loss:.4f}" if event.loss is not None else "loss n/a"
             rate = f"{parts}  lr {event.lr:.2e}  {event.images_per_s:.1f} img/s"
-            self.bar.update(self.task, completed=event.step, rate=rate)
+            self.bar.update(self.task, completed=event.step, total=event.total_steps, rate=rate)
+        elif event.kind == "plan":
+            if self.task is not None:
+                self.bar.update(self.task, total=event.total_steps)
+            self.bar.console.print(event.message)
         elif event.kind == "val" and event.metrics is not None:
             m = event.metrics
             self.bar.console.print(

@@ -254,10 +254,10 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
 
 
 def _build_expert(payload: Mapping[str, Any]) -> nn.Module:
-    from fusionseg.config import config_from_dict
+    from fusionseg.config import saved_config_from_dict
     from fusionseg.models.adapnet import build_adapnet
 
-    cfg = config_from_dict(payload["config"])
+    cfg = saved_config_from_dict(payload["config"])
     modality = payload["modalities"][0]
     return build_adapnet(cfg.model, in_channels=int(payload["in_channels"][modality]))
 

@@ -224,6 +224,15 @@ def all_ranks_true(flag: bool, *, device: torch.device | None = None) -> bool:
     return bool(t.item())
 
 
+def all_ranks_min(value: int, *, device: torch.device | None = None) -> int:
+    """The smallest of every rank's `value` (e.g. a step count each rank estimated), so all agree."""
+    if not current().is_distributed:
+        return value
+    t = torch.tensor([int(value)], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
 def all_reduce_sum(tensor: Tensor) -> Tensor:
     """Sum of `tensor` over ranks, as a new tensor (the input is not modified)."""
     out = tensor.clone()

@@ -447,6 +447,7 @@ def evaluate_checkpoint(
     input_transform: InputTransform | None = None,
     on_batch: Callable[[int], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    loaded: tuple[nn.Module, Mapping[str, Any]] | None = None,
 ) -> EvaluationReport:
     """Evaluate a checkpoint on a labelled list at the checkpoint's training resolution.
 
@@ -463,11 +464,13 @@ def evaluate_checkpoint(
         input_transform: Applied to each batch's model inputs (modality dropping/degradation).
         on_batch: Called with the number of images after each batch.
         on_start: Called once with the number of images.
+        loaded: `load_for_inference(checkpoint, ...)`'s (model, payload), already on `device`, when
+            the caller evaluates one checkpoint several times (robustness tables): not loaded again.
 
     Raises:
         CheckpointError: unreadable or incompatible checkpoint. DataError: unreadable data.
     """
-    from fusionseg.config import config_from_dict
+    from fusionseg.config import saved_config_from_dict
     from fusionseg.data.dataset import build_dataset, get_modality
     from fusionseg.data.datasets import get_dataset_info
     from fusionseg.engine.visualize import render_confusion_matrix
@@ -478,8 +481,15 @@ def evaluate_checkpoint(
     expected = None
     if config is not None:  # data read with another config: its label space must be the checkpoint's
         expected = {"num_classes": get_dataset_info(config.data.dataset).num_classes}
-    model, payload = load_for_inference(checkpoint, device=dev, expected=expected)
-    cfg = config if config is not None else config_from_dict(payload["config"])
+    if loaded is None:
+        model, payload = load_for_inference(checkpoint, device=dev, expected=expected)
+    else:
+        model, payload = loaded[0], dict(loaded[1])
+        if expected:
+            from fusionseg.engine.checkpoint import check_compatible
+
+            check_compatible(payload, expected, source=str(checkpoint))
+    cfg = config if config is not None else saved_config_from_dict(payload["config"])
     modalities = tuple(payload["modalities"])
     num_classes = int(payload["num_classes"])
     data_cfg, split = _eval_data_config(cfg.data, data)

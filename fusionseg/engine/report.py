@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -162,6 +162,7 @@ class ResultsTable:
         skipped_conditions: Configured conditions left out (they name a modality the pipeline lacks).
         scores: Model -> condition name -> score, models in pipeline order.
         checkpoints: Model -> checkpoint evaluated.
+        training: Model -> `TrainingSummary` of the run that made its checkpoint (where it logged).
     """
 
     data: Path
@@ -171,6 +172,7 @@ class ResultsTable:
     skipped_conditions: tuple[str, ...]
     scores: dict[str, dict[str, Score]]
     checkpoints: dict[str, Path]
+    training: dict[str, TrainingSummary] = field(default_factory=dict)
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -192,6 +194,7 @@ class ResultsTable:
             "models": {
                 model: {
                     "checkpoint": str(self.checkpoints[model]),
+                    "training": self.training[model].to_dict() if model in self.training else None,
                     "scores": {name: s.to_dict() for name, s in row.items()},
                 }
                 for model, row in self.scores.items()
@@ -217,9 +220,60 @@ class ResultsTable:
             "",
             "Italics: the model reads none of the corrupted modalities, so its clean score is repeated.",
         ]
+        if self.training:
+            runs = [f"{m} {t.describe()}" for m, t in self.training.items()]
+            lines.append(f"Training (steps run, wall clock): {'; '.join(runs)}.")
         if self.skipped_conditions:
             lines.append(f"Skipped (modality not in the pipeline): {', '.join(self.skipped_conditions)}.")
         return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    """How long the run behind a checkpoint trained (its `metrics.csv`, last training row).
+
+    Attributes:
+        steps: Optimiser steps the run made.
+        seconds: Wall-clock seconds of its training loop (validation included).
+        best_step: Step of the checkpoint evaluated (best.pt may be earlier than the last step).
+    """
+
+    steps: int
+    seconds: float | None
+    best_step: int | None = None
+
+    def describe(self) -> str:
+        text = f"{self.steps} steps"
+        if self.seconds is not None:
+            text += f" in {self.seconds:.0f} s"
+        if self.best_step is not None and self.best_step != self.steps:
+            text += f" (best at {self.best_step})"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "seconds": self.seconds, "best_step": self.best_step}
+
+
+def training_summary(checkpoint: str | Path, *, best_step: int | None = None) -> TrainingSummary | None:
+    """The `TrainingSummary` of the run folder holding `checkpoint` (None without a readable log)."""
+    import csv
+
+    path = Path(checkpoint).parent / "metrics.csv"
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = [
+                r for r in csv.DictReader(fh) if r.get("split") == "train" and (r.get("step") or "").isdigit()
+            ]
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return None
+    if not rows:
+        return None
+    last = rows[-1]
+    try:
+        seconds = float(last["wall_s"]) if last.get("wall_s") else None
+    except ValueError:
+        seconds = None
+    return TrainingSummary(int(last["step"]), seconds, best_step)
 
 
 def format_miou(miou: float | None) -> str:
@@ -295,12 +349,14 @@ def evaluate_models(
     data, out = Path(data), Path(out_dir)
     data_sha = _data_digest(data)
     scores: dict[str, dict[str, Score]] = {}
+    steps: dict[str, int | None] = {}  # model -> step of the checkpoint evaluated
     num_images = 0
     for model, ckpt in checkpoints.items():
         model_dir = out / model.replace(" ", "-")
         ckpt_sha = _digest(Path(ckpt))
         row: dict[str, Score] = {}
         modalities: list[str] = []
+        loaded = None  # (model, payload), loaded once for all of this model's conditions
         for cond in conditions:
             folder = model_dir if cond.name == CLEAN else model_dir / cond.slug
             affected = {m: k for m, k in cond.kinds.items() if m in modalities}
@@ -317,6 +373,7 @@ def evaluate_models(
             stored = _reuse(folder, record)
             if stored is not None:
                 row[cond.name] = Score(stored["miou"], "skipped", folder / "metrics.json")
+                steps.setdefault(model, stored.get("step"))
                 modalities = modalities or list(stored["modalities"])
                 num_images = max(num_images, int(stored["num_images"]))
                 continue
@@ -325,15 +382,26 @@ def evaluate_models(
             transform = None
             if affected:
                 transform = Degradation(affected, seed=seed, normalization=normalization)
-            report = evaluate_checkpoint(ckpt, data, out_dir=folder, device=device, input_transform=transform)
+            if loaded is None:
+                loaded = load_for_inference(ckpt, device=resolve_device(device))
+                steps[model] = loaded[1].get("step")
+            report = evaluate_checkpoint(
+                ckpt, data, out_dir=folder, device=device, input_transform=transform, loaded=loaded
+            )
             miou = report.metrics.miou
             miou = float(miou) if np.isfinite(miou) else None
             modalities = list(report.modalities)
             num_images = max(num_images, report.num_images)
-            record |= {"miou": miou, "modalities": modalities, "num_images": report.num_images}
+            record |= {
+                "miou": miou,
+                "modalities": modalities,
+                "num_images": report.num_images,
+                "step": steps.get(model),
+            }
             atomic_write_text(folder / RECORD_FILE, json.dumps(record, indent=2) + "\n")
             row[cond.name] = Score(miou, "done", folder / "metrics.json")
         scores[model] = row
+        del loaded
     return ResultsTable(
         data=data,
         num_images=num_images,
@@ -342,6 +410,11 @@ def evaluate_models(
         skipped_conditions=tuple(skipped_conditions),
         scores=scores,
         checkpoints={m: Path(p) for m, p in checkpoints.items()},
+        training={
+            m: summary
+            for m, p in checkpoints.items()
+            if (summary := training_summary(p, best_step=steps.get(m))) is not None
+        },
     )
 
 

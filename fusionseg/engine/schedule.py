@@ -80,6 +80,13 @@ class PolyLR:
         self.step_count += 1
         self._apply()
 
+    def set_total_steps(self, total_steps: int) -> None:
+        """Change T (a run that sized itself to a time budget); the current step's lr is recomputed."""
+        if total_steps <= 0:
+            raise ValueError(f"total_steps must be positive, got {total_steps}")
+        self.total_steps = int(total_steps)
+        self._apply()
+
     def get_last_lr(self) -> list[float]:
         """Current lr of every group."""
         return [float(g["lr"]) for g in self.optimizer.param_groups]

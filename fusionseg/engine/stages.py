@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
-from fusionseg.config import RunConfig, config_from_dict, config_to_dict, load_config
+from fusionseg.config import RunConfig, config_from_dict, config_to_dict, load_config, strip_retired_keys
 from fusionseg.engine import distributed
 from fusionseg.engine.checkpoint import as_plain, load_checkpoint, load_model_state
 from fusionseg.engine.trainer import ProgressFn, Trainer, TrainResult
@@ -329,8 +329,14 @@ def apply_stage(model: ExpertEnsemble, stage: Stage) -> list[dict[str, Any]]:
 
 def stage_config(cfg: RunConfig, stage: Stage, run_dir: Path) -> RunConfig:
     """The run config a stage's trainer sees: its iterations, top lr and floor, and its run folder."""
+    budget = cfg.fusion.time_budget_s if cfg.fusion.time_budget_s >= 0 else cfg.train.time_budget_s
     train = dataclasses.replace(
-        cfg.train, iterations=stage.iterations, lr=stage.lr, lr_end=stage.lr_end, out_dir=str(run_dir)
+        cfg.train,
+        iterations=stage.iterations,
+        lr=stage.lr,
+        lr_end=stage.lr_end,
+        out_dir=str(run_dir),
+        time_budget_s=budget,
     )
     return dataclasses.replace(cfg, train=train)
 
@@ -388,7 +394,11 @@ def _best_or_last(run_dir: Path) -> Path:
 
 
 def completed_checkpoint(run_dir: Path, iterations: int) -> dict[str, Any] | None:
-    """The payload of `run_dir/last.pt` if it exists, verifies and reached `iterations` steps."""
+    """The payload of `run_dir/last.pt` if it exists, verifies and reached the run's steps.
+
+    The run's steps are `iterations`, or, for a run sized to `train.time_budget_s`, the count it
+    fitted to its budget (recorded as `total_steps`).
+    """
     last = run_dir / "last.pt"
     if not last.exists():
         return None
@@ -396,11 +406,14 @@ def completed_checkpoint(run_dir: Path, iterations: int) -> dict[str, Any] | Non
         payload = load_checkpoint(last, map_location="cpu")
     except CheckpointError:
         return None
-    return payload if int(payload.get("step", -1)) >= iterations else None
+    target = iterations
+    if payload.get("budget_planned") and payload.get("total_steps"):
+        target = min(int(payload["total_steps"]), iterations)
+    return payload if int(payload.get("step", -1)) >= target else None
 
 
 def stage_complete(run_dir: Path, iterations: int) -> bool:
-    """True when `run_dir/last.pt` exists, verifies and reached `iterations` steps."""
+    """True when `run_dir/last.pt` exists, verifies and reached the run's steps (`completed_checkpoint`)."""
     return completed_checkpoint(run_dir, iterations) is not None
 
 
@@ -605,7 +618,7 @@ def fusion_run_config(
     if not experts:
         raise ConfigError("--experts: give one NAME=CKPT per modality, e.g. rgb=runs/rgb/best.pt depth=...")
     first = Path(next(iter(experts.values())))
-    saved = load_checkpoint(first, map_location="cpu").get("config") or {}
+    saved = strip_retired_keys(load_checkpoint(first, map_location="cpu").get("config") or {})
     base = {k: saved[k] for k in ("data", "model", "train") if isinstance(saved.get(k), Mapping)}
     if "train" in base:
         base["train"] = {k: v for k, v in base["train"].items() if k != "out_dir"}

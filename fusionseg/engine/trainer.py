@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from fusionseg.config import RunConfig, config_to_dict, dump_config
+from fusionseg.config import ModelConfig, RunConfig, config_to_dict, dump_config
 from fusionseg.engine import distributed
 from fusionseg.engine.checkpoint import (
     CheckpointManager,
@@ -155,7 +155,9 @@ class TrainEvent:
     """What the loop reports to a progress callback.
 
     Attributes:
-        kind: "start" (step = first step), "step", "val", "checkpoint", "warn" or "end".
+        kind: "start" (step = first step), "step", "plan" (the run's steps were fitted to
+            `train.time_budget_s`; total_steps is the new count, message says why), "val",
+            "checkpoint", "warn" or "end".
         step: Optimiser steps completed.
         total_steps: Steps of the run.
         loss: Mean total loss since the last "step" event.
@@ -167,7 +169,7 @@ class TrainEvent:
         message: Human-readable text ("warn", "checkpoint").
     """
 
-    kind: Literal["start", "step", "val", "checkpoint", "warn", "end"]
+    kind: Literal["start", "step", "plan", "val", "checkpoint", "warn", "end"]
     step: int
     total_steps: int
     loss: float | None = None
@@ -188,7 +190,8 @@ class TrainResult:
 
     Attributes:
         run_dir: The run folder.
-        steps: Optimiser steps completed (including skipped ones).
+        steps: Optimiser steps completed (including skipped ones): `train.iterations`, or the count
+            fitted to `train.time_budget_s`.
         last_checkpoint: `last.pt`.
         best_checkpoint: `best.pt` (None if never validated).
         best_miou: Best validation mIoU (headline convention), NaN if never validated.
@@ -282,6 +285,91 @@ def _csv_value(value: Any) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Wall-clock budget
+# ---------------------------------------------------------------------------------------------------
+
+
+class _BudgetClock:
+    """Sizes a run to `train.time_budget_s` from the time its first steps took on this machine.
+
+    Steps 1 .. `budget_calibration_steps` run with the schedule of `train.iterations`; step 1 is a
+    warm-up (allocations, first batches) and the others are timed. Then the run's total T is the
+    number of steps that fit the rest of the budget, with validation passes counted at their measured
+    cost when one has run, else estimated as a forward pass (a third of a training step) per image:
+    T = clamp(done + (remaining - validations) / step_s, budget_min_iterations, iterations). The
+    poly schedule is stretched to T from there on; the lr of the calibration steps differs from the
+    fitted schedule's by at most (1 - k/iterations)^0.9 vs (1 - k/T)^0.9 for k <= calibration steps.
+    """
+
+    def __init__(
+        self, tc: Any, *, start_step: int, run_t0: float, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
+        self.tc = tc
+        self.clock = clock
+        self.start_step = start_step
+        self.run_t0 = run_t0
+        self.warm = max(1, int(tc.budget_calibration_steps))
+        self.t_first: float | None = None  # clock after the warm-up step
+        self.step_s = float("nan")
+        self.paused_s = 0.0  # validation and checkpoints so far
+        self.val_s: float | None = None  # measured cost of one validation pass
+
+    def ready(self, step: int) -> bool:
+        """Call after each step; True once the calibration steps are done."""
+        done = step - self.start_step
+        now = self.clock()
+        if done == 1:
+            self.t_first = now - self.paused_s
+        if done < self.warm and step < self.tc.iterations:
+            return False
+        if self.t_first is None or done < 2:  # iterations too small to time anything: keep them
+            self.step_s = (now - self.run_t0 - self.paused_s) / max(done, 1)
+        else:
+            self.step_s = (now - self.paused_s - self.t_first) / (done - 1)
+        return True
+
+    def pause(self, seconds: float, *, validated: bool) -> None:
+        """Validation/checkpoint time of one step (excluded from the step time)."""
+        self.paused_s += seconds
+        if validated and self.val_s is None and seconds > 0:
+            self.val_s = seconds
+
+    def plan(self, step: int, *, val_images: int) -> int:
+        """The run's total steps from here (called once, right after `ready` returned True)."""
+        tc = self.tc
+        # 5 % of the budget is kept for what is not modelled (checkpoint writes, the final log lines)
+        left = 0.95 * tc.time_budget_s - (self.clock() - self.run_t0)
+        per_val = self.val_s
+        if per_val is None:
+            per_val = val_images * self.step_s / (3.0 * max(tc.batch_size * tc.grad_accum, 1))
+        steps = step
+        while steps < tc.iterations:  # one more step, and the validations it brings, still fit?
+            nxt = steps + 1
+            cost = self.step_s + (per_val if val_images and nxt % tc.val_every == 0 else 0.0)
+            if left - cost < per_val * (1 if val_images else 0):  # the final validation must fit too
+                break
+            left -= cost
+            steps = nxt
+        return int(min(tc.iterations, max(steps, tc.budget_min_iterations, step)))
+
+    def exhausted(self) -> bool:
+        """True once the whole budget is spent (the calibration's estimate proved too optimistic)."""
+        return self.clock() - self.run_t0 >= self.tc.time_budget_s
+
+    def describe_stop(self, step: int) -> str:
+        return (
+            f"time budget {self.tc.time_budget_s:g} s spent at step {step}: stopping there "
+            "(the machine ran slower than in the calibration)"
+        )
+
+    def describe(self, total: int) -> str:
+        return (
+            f"time budget {self.tc.time_budget_s:g} s: {total} steps "
+            f"({self.step_s:.2f} s/step measured over the first steps; train.iterations {self.tc.iterations})"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------------
 
@@ -335,9 +423,20 @@ class Trainer:
             raise ValueError("pass either trainable or param_groups, not both")
         self.cfg = config
         tc = config.train
-        for key in ("batch_size", "grad_accum", "iterations", "val_every", "ckpt_every", "log_every"):
+        for key in (
+            "batch_size",
+            "grad_accum",
+            "iterations",
+            "val_every",
+            "ckpt_every",
+            "log_every",
+            "budget_calibration_steps",
+            "budget_min_iterations",
+        ):
             if getattr(tc, key) < 1:
                 raise ConfigError(f"train.{key} must be >= 1, got {getattr(tc, key)}")
+        if not math.isfinite(tc.time_budget_s) or tc.time_budget_s < 0:
+            raise ConfigError(f"train.time_budget_s must be >= 0 seconds (0 = off), got {tc.time_budget_s}")
         self.model = model
         self.forward = forward
         self.train_set = train_set
@@ -486,6 +585,9 @@ class Trainer:
             model = self.model = distributed.convert_sync_batchnorm(model, device=self.device)
         optimizer = self._build_optimizer()
         scheduler = PolyLR(optimizer, total_steps=tc.iterations, lr_end=tc.lr_end, power=tc.poly_power)
+        # the run's steps: train.iterations, or what fits train.time_budget_s (decided after the first
+        # steps and recorded in every checkpoint, so a resumed run keeps the same schedule)
+        total, planned = tc.iterations, tc.time_budget_s <= 0
         scaler = self._grad_scaler()
         use_scaler = scaler.is_enabled()
         start_step, best_miou, resumed_from = 0, float("-inf"), None
@@ -502,6 +604,9 @@ class Trainer:
                 scaler.load_state_dict(state["scaler"])
             restore_rng_state(state["rng"])
             start_step = int(state["step"])
+            if not planned and state.get("budget_planned"):
+                total, planned = min(int(state["total_steps"]), tc.iterations), True
+                scheduler.set_total_steps(total)
             best = state.get("best_miou")
             best_miou = float(best) if best is not None else float("-inf")
             if state.get("is_best") and dist.is_main:
@@ -537,6 +642,8 @@ class Trainer:
                 optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict(),
                 scaler=scaler.state_dict() if use_scaler else {},
+                total_steps=total,  # the run's steps (train.iterations, or fitted to time_budget_s)
+                budget_planned=tc.time_budget_s > 0 and planned,
                 rng=capture_rng_state(),
                 sampler={"seed": tc.seed, "batch_size": tc.batch_size, "next_batch": step * tc.grad_accum},
                 config=config_to_dict(self.cfg),
@@ -549,16 +656,15 @@ class Trainer:
             tc.batch_size, world_size=dist.world_size, grad_accum=tc.grad_accum
         )
         setup = f"{dist.world_size} process(es), {dist.backend or 'no'} backend, batch {batch_total} per step"
-        self._emit(
-            TrainEvent("start", start_step, tc.iterations, lr=scheduler.get_last_lr()[0], message=setup)
-        )
+        self._emit(TrainEvent("start", start_step, total, lr=scheduler.get_last_lr()[0], message=setup))
         model.train()
         step, skipped, last_metrics = start_step, 0, None
         window_loss: dict[str, float] = {}
         window_steps, window_images, window_t0 = 0, 0, time.perf_counter()
         run_t0 = time.perf_counter()
+        budget = _BudgetClock(tc, start_step=start_step, run_t0=run_t0)
         try:
-            while step < tc.iterations:
+            while step < total:
                 lr = scheduler.get_last_lr()[0]
                 loss_sum, parts_sum, bad_batch, bad_what = self._train_step(
                     fwd_model, optimizer, scaler, batches
@@ -576,6 +682,21 @@ class Trainer:
                     self._warn(f"non-finite {bad_what} at step {step + 1} ({where}): step skipped", step)
                 scheduler.step()
                 step += 1
+                if not planned and budget.ready(step):  # only with train.time_budget_s > 0
+                    total = distributed.all_ranks_min(
+                        budget.plan(step, val_images=len(self.val_set) if self.val_set is not None else 0),
+                        device=self.device,
+                    )
+                    planned = True
+                    scheduler.set_total_steps(total)
+                    self._emit(TrainEvent("plan", step, total, message=budget.describe(total)))
+                elif (
+                    tc.time_budget_s > 0
+                    and step < total
+                    and distributed.all_ranks_true(budget.exhausted(), device=self.device)
+                ):  # the machine got slower than in the calibration: this step is the last one
+                    total = step
+                    self._emit(TrainEvent("plan", step, total, message=budget.describe_stop(step)))
                 images = batch_total
                 window_images += images
                 if bad_batch is None:
@@ -584,11 +705,11 @@ class Trainer:
                     for k, v in parts_sum.items():
                         window_loss[k] = window_loss.get(k, 0.0) + v
 
-                if step % tc.log_every == 0 or step == tc.iterations:
+                if step % tc.log_every == 0 or step == total:
                     elapsed = time.perf_counter() - window_t0
                     rate = window_images / elapsed if elapsed > 0 else float("nan")
                     done = step - start_step
-                    eta = (time.perf_counter() - run_t0) / done * (tc.iterations - step)
+                    eta = (time.perf_counter() - run_t0) / done * (total - step)
                     means = {k: v / window_steps for k, v in window_loss.items()} if window_steps else {}
                     parts = {k: v for k, v in means.items() if k != "loss"}
                     log_row(  # under DDP the loss is rank 0's shard
@@ -606,7 +727,7 @@ class Trainer:
                         TrainEvent(
                             "step",
                             step,
-                            tc.iterations,
+                            total,
                             loss=means.get("loss"),
                             parts=parts,
                             lr=lr,
@@ -618,8 +739,9 @@ class Trainer:
                     window_t0 = time.perf_counter()
 
                 pause_t0 = time.perf_counter()  # validation and checkpoints do not count in images/s
-                is_best = False
-                if self.val_set is not None and (step % tc.val_every == 0 or step == tc.iterations):
+                is_best = validated = False
+                if self.val_set is not None and (step % tc.val_every == 0 or step == total):
+                    validated = True
                     last_metrics = self.validate()
                     score = last_metrics.miou if math.isfinite(last_metrics.miou) else float("-inf")
                     is_best = score > best_miou
@@ -634,16 +756,18 @@ class Trainer:
                             "wall_s": time.perf_counter() - run_t0,
                         }
                     )
-                    self._emit(TrainEvent("val", step, tc.iterations, metrics=last_metrics))
+                    self._emit(TrainEvent("val", step, total, metrics=last_metrics))
                     model.train()
-                if dist.is_main and (step % tc.ckpt_every == 0 or step == tc.iterations or is_best):
+                if dist.is_main and (step % tc.ckpt_every == 0 or step == total or is_best):
                     path = manager.save(payload(step, last_metrics, is_best), step=step, best=is_best)
-                    self._emit(TrainEvent("checkpoint", step, tc.iterations, message=str(path)))
-                window_t0 += time.perf_counter() - pause_t0
+                    self._emit(TrainEvent("checkpoint", step, total, message=str(path)))
+                paused = time.perf_counter() - pause_t0
+                window_t0 += paused
+                budget.pause(paused, validated=validated)
         finally:
             log.close()
         distributed.barrier()  # rank 0's checkpoints exist before any rank returns them
-        self._emit(TrainEvent("end", step, tc.iterations, metrics=last_metrics))
+        self._emit(TrainEvent("end", step, total, metrics=last_metrics))
         return TrainResult(
             run_dir=self.run_dir,
             steps=step,
@@ -782,6 +906,40 @@ def expert_checkpoint_meta(cfg: RunConfig, modality: str, *, in_channels: int) -
     }
 
 
+def check_init_config(model_cfg: ModelConfig, *, in_channels: int) -> None:
+    """Refuse ImageNet-init settings that cannot apply (ConfigError naming the key)."""
+    if model_cfg.init_flip_channels and not model_cfg.init:
+        raise ConfigError("model.init_flip_channels: needs model.init (a local ResNet-50 state dict)")
+    if model_cfg.init_flip_channels and in_channels != 3:
+        raise ConfigError(
+            f"model.init_flip_channels: reorders a 3-channel stem, this modality has {in_channels} channel(s)"
+        )
+
+
+def initial_expert(model_cfg: ModelConfig, *, in_channels: int, pretrained: bool = True) -> nn.Module:
+    """A new AdapNet++ expert: He init, then the ImageNet encoder init of `model.init` (§9) if set.
+
+    Args:
+        model_cfg: The `model` section; `init` names a local torchvision/timm ResNet-50 state dict and
+            `init_flip_channels` reverses the stem filters' input channels (RGB-trained filters for
+            BGR input, adapnetpp.md §9 optional mode).
+        in_channels: Channels of the expert's modality.
+        pretrained: Apply `model.init` (False when a checkpoint will overwrite every weight).
+
+    Raises:
+        ConfigError: inconsistent init settings. CheckpointError: unreadable or non-ResNet-50 file.
+    """
+    from fusionseg.models.adapnet import build_adapnet
+
+    check_init_config(model_cfg, in_channels=in_channels)
+    model = build_adapnet(model_cfg, in_channels=in_channels)
+    if model_cfg.init and pretrained:
+        from fusionseg.backbones.init import load_imagenet_init
+
+        load_imagenet_init(model, model_cfg.init, flip_input_channels=model_cfg.init_flip_channels)
+    return model
+
+
 def train_expert(
     cfg: RunConfig, modality: str, *, resume: bool = False, progress: ProgressFn | None = None
 ) -> TrainResult:
@@ -801,7 +959,6 @@ def train_expert(
         DataError: unreadable lists or files. CheckpointError: see `Trainer.fit`.
     """
     from fusionseg.data.dataset import build_dataset, get_modality
-    from fusionseg.models.adapnet import build_adapnet
 
     spec = get_modality(modality)
     meta = expert_checkpoint_meta(cfg, modality, in_channels=spec.channels)
@@ -812,12 +969,10 @@ def train_expert(
     val_set = build_dataset(
         cfg.data, "val", modalities=[modality], num_classes=meta["num_classes"], seed=seed
     )
+    check_init_config(cfg.model, in_channels=spec.channels)  # before any file is read
     torch.manual_seed(seed)  # the initial weights depend on the seed only
-    model = build_adapnet(cfg.model, in_channels=spec.channels)
-    if cfg.model.init and not resume:  # adapnetpp.md §9: ImageNet init of the encoder from a local file
-        from fusionseg.backbones.init import load_imagenet_init
-
-        load_imagenet_init(model, cfg.model.init)
+    # a resumed run loads every weight from its checkpoint: no ImageNet init file is read
+    model = initial_expert(cfg.model, in_channels=spec.channels, pretrained=not resume)
     trainer = Trainer(
         model,
         forward=expert_forward(modality),

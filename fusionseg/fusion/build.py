@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from fusionseg.config import RunConfig, config_from_dict
+from fusionseg.config import RunConfig, saved_config_from_dict
 from fusionseg.errors import ConfigError
 from fusionseg.fusion.fused import CMoDEModel, ExpertEnsemble, FusedModel
 from fusionseg.models.adapnet import build_adapnet
@@ -114,5 +114,5 @@ def model_from_payload(payload: Mapping[str, Any]) -> ExpertEnsemble:
     Args:
         payload: A loaded checkpoint of kind "ssma" or "cmode" (its "config" and "in_channels").
     """
-    cfg = config_from_dict(payload["config"])
+    cfg = saved_config_from_dict(payload["config"])
     return build_model(cfg, in_channels=dict(payload["in_channels"]), scheme=str(payload["kind"]))

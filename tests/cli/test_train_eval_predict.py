@@ -247,3 +247,15 @@ def test_predict_bad_inputs(depth_checkpoint: Path, tmp_path: Path, capsys) -> N
         == 2
     )
     assert "checkpoint not found" in one_line_error(capsys)
+
+
+def test_training_progress_survives_a_pipe(synthetic: Path, tmp_path: Path, capsys) -> None:
+    """stderr captured (not a terminal): plain lines with step count, loss, speed and ETA."""
+    args = ["train-unimodal", "--config", "configs/synthetic-rgb.yaml", "--modality", "rgb"]
+    args += ["--out", str(tmp_path / "run"), "--set", f"data.root={synthetic}", *SMALL]
+    args += ["--set", "train.iterations=2", "--set", "train.log_every=1"]
+    assert main(args) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("training  0/2 (0%)") for line in err), err
+    done = [line for line in err if line.startswith("training  2/2 (100%)")]
+    assert len(done) == 1 and "loss " in done[0] and "img/s" in done[0] and done[0].endswith("done")

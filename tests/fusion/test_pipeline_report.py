@@ -124,7 +124,12 @@ def test_tiny_pipeline_writes_table_and_picture(tmp_path, cheap_init, monkeypatc
     columns = saved["predictions"]["columns"]
     assert columns[0] == "rgb" and columns[1] == "depth (JET)" and columns[2:] == ["ground truth", *models]
     assert saved["predictions"]["frames"] == ["val0", "val2"]
+    # the steps each model trained, from its run's metrics.csv (a budgeted run fits them to the machine)
+    assert {m: saved["models"][m]["training"]["steps"] for m in models} == dict.fromkeys(models, 1)
+    assert all(saved["models"][m]["training"]["best_step"] == 1 for m in models)
+    assert all(table.training[m].seconds is not None and table.training[m].seconds >= 0 for m in models)
     markdown = (run_dir / "eval" / "results.md").read_text()
+    assert "Training (steps run, wall clock): expert rgb 1 steps in" in markdown
     assert "| model | clean | rgb dropped |" in markdown
     assert f"| expert depth | {format_miou(table.miou('expert depth'))} | *" in markdown  # repeated: italics
 
@@ -140,6 +145,7 @@ def test_tiny_pipeline_writes_table_and_picture(tmp_path, cheap_init, monkeypatc
     # rerun: stages skipped, every evaluation reused, the report redrawn
     again = run_pipeline(cfg)
     assert {s.status for s in again.steps if s.name != "report"} == {"skipped"}
+    assert again.results.training == table.training  # also when every evaluation is reused
     for model, row in again.results.scores.items():
         for cond, score in row.items():
             assert score.status in ("skipped", "unaffected")

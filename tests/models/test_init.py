@@ -11,7 +11,15 @@ from torchvision.models import resnet18, resnet50
 
 from fusionseg.backbones.init import load_imagenet_init
 from fusionseg.backbones.resnet import MultiscaleResNet50
-from fusionseg.errors import CheckpointError
+from fusionseg.config import (
+    ModelConfig,
+    RunConfig,
+    config_from_dict,
+    config_to_dict,
+    saved_config_from_dict,
+)
+from fusionseg.engine.trainer import initial_expert
+from fusionseg.errors import CheckpointError, ConfigError
 from fusionseg.models.adapnet import AdapNetPP, AdapNetTrunk
 
 BN = ("weight", "bias", "running_mean", "running_var")
@@ -188,3 +196,36 @@ def test_wrong_files_raise_checkpoint_error(tmp_path: Path, content: str, model:
     assert "weights.pth" in message and "\n" not in message
     if content == "wrong_shape":
         assert "layer2.1.conv2.weight" in message
+
+
+def test_config_flip_reaches_the_stem(source) -> None:
+    """model.init_flip_channels is read by the trainer's model builder: it changes the stem weights."""
+    path, src = source
+    plain = initial_expert(ModelConfig(num_classes=5, init=str(path)), in_channels=3)
+    flipped = initial_expert(
+        ModelConfig(num_classes=5, init=str(path), init_flip_channels=True), in_channels=3
+    )
+    stem = "trunk.encoder.stem.conv.weight"
+    assert torch.equal(plain.state_dict()[stem], src["conv1.weight"])
+    assert torch.equal(flipped.state_dict()[stem], src["conv1.weight"][:, [2, 1, 0]])
+    assert not torch.equal(plain.state_dict()[stem], flipped.state_dict()[stem])
+    # a resumed run takes its weights from the checkpoint: the init file is not applied
+    resumed = initial_expert(ModelConfig(num_classes=5, init=str(path)), in_channels=3, pretrained=False)
+    assert not torch.equal(resumed.state_dict()[stem], src["conv1.weight"])
+
+
+def test_config_flip_without_init_or_for_one_channel_is_refused(source) -> None:
+    with pytest.raises(ConfigError, match="model.init_flip_channels: needs model.init"):
+        initial_expert(ModelConfig(num_classes=5, init_flip_channels=True), in_channels=3)
+    cfg = ModelConfig(num_classes=5, init=str(source[0]), init_flip_channels=True)
+    with pytest.raises(ConfigError, match="1 channel"):
+        initial_expert(cfg, in_channels=1)
+
+
+def test_retired_model_name_key() -> None:
+    """model.name is gone: refused in a user's config, dropped from configs saved by older versions."""
+    with pytest.raises(ConfigError, match="unknown config key 'model.name'"):
+        config_from_dict({"model": {"name": "adapnetpp"}})
+    old = config_to_dict(RunConfig())
+    old["model"]["name"] = "adapnetpp"  # as written into checkpoints before it was removed
+    assert saved_config_from_dict(old) == RunConfig()
