@@ -112,8 +112,8 @@ def depth_to_metres(depth: NDArray, *, depth_scale_m: float) -> NDArray[np.float
         (H, W) float32 depth in metres, 0 = missing. The input is not modified.
 
     Raises:
-        ValueError: `depth` is not a 2-D numeric array, holds NaN/inf or negative values, or
-            `depth_scale_m` is not a positive finite number.
+        ValueError: `depth` is not a 2-D numeric array, holds NaN/inf or negative values, values
+            whose metres overflow float32, or `depth_scale_m` is not a positive finite number.
     """
     depth = np.asarray(depth)
     if depth.ndim != 2:
@@ -128,7 +128,14 @@ def depth_to_metres(depth: NDArray, *, depth_scale_m: float) -> NDArray[np.float
         raise ValueError("depth contains NaN or infinite values")
     if depth.size and depth.min() < 0:
         raise ValueError(f"depth must be non-negative (0 = missing), got minimum {depth.min()}")
-    return depth.astype(np.float32) * np.float32(depth_scale_m)
+    with np.errstate(over="ignore"):
+        depth_m = depth.astype(np.float32) * np.float32(depth_scale_m)
+    if depth.size and not np.isfinite(depth_m).all():
+        raise ValueError(
+            f"depth times depth_scale_m={depth_scale_m!r} overflows float32 metres "
+            f"(maximum stored value {depth.max()!r}): wrong unit or corrupt data"
+        )
+    return depth_m
 
 
 def _check_depth(depth_m: NDArray, max_depth: float) -> None:

@@ -9,7 +9,13 @@ import sys
 import pytest
 
 from fusionseg.errors import DataError
-from fusionseg.fsutil import OutputLock, atomic_write_bytes, atomic_write_text, ensure_writable_dir
+from fusionseg.fsutil import (
+    OutputLock,
+    atomic_write_bytes,
+    atomic_write_text,
+    current_umask,
+    ensure_writable_dir,
+)
 
 
 def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path) -> None:
@@ -53,3 +59,16 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path) -> None:
     (tmp_path / OutputLock.NAME).write_text(f"{dead.stdout.strip()}\n{socket.gethostname()}\nrun")
     with OutputLock(tmp_path) as lock:
         assert lock.path.read_text().startswith(str(os.getpid()))
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_get_the_mode_of_the_umask(tmp_path, umask, mode) -> None:
+    """Not mkstemp's 0600: another user or a web server reads what the user's umask allows."""
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        path = atomic_write_text(tmp_path / "out" / "a.txt", "x")
+        again = atomic_write_bytes(path, b"y")  # replacing keeps the rule
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == mode and (again.stat().st_mode & 0o777) == mode

@@ -425,3 +425,11 @@ def test_property_fast_extrapolation_leaves_no_holes(depth_m, blur_type) -> None
 def test_empty_map_stays_empty(function, extrapolate, blur_type) -> None:
     empty = np.zeros((12, 20), np.float32)
     np.testing.assert_array_equal(function(empty, extrapolate=extrapolate, blur_type=blur_type), empty)
+
+
+@pytest.mark.parametrize(("value", "scale"), [(1e39, 1.0), (3.4e38, 10.0), (2.0e38, 2.0)])
+def test_depth_to_metres_refuses_overflow(value: float, scale: float) -> None:
+    """float32 metres that overflow are an error, never inf passed on as depth."""
+    with pytest.raises(ValueError, match="overflows float32"):
+        depth_to_metres(np.array([[value, 1.0]]), depth_scale_m=scale)
+    assert np.isfinite(depth_to_metres(np.array([[3.4e38]]), depth_scale_m=1.0)).all()  # just fits
