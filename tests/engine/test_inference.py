@@ -56,6 +56,22 @@ def test_pad_mode_keeps_pixels_where_they_are():
     torch.testing.assert_close(probs, direct)
 
 
+@pytest.mark.parametrize(
+    ("hw", "overlap"), [((37, 53), 1 / 3), ((48, 96), 0.5), ((16, 32), 0.0), ((70, 41), 0.75)]
+)
+def test_slide_mode_equals_the_whole_image_answer(hw, overlap):
+    """Sliding windows of a per-pixel model: every pixel gets exactly its own answer, whatever window
+    or how many overlapping windows cover it (a window predicted from the wrong crop, or overlapping
+    windows summed instead of averaged, would not)."""
+    model = Multiple16().eval()
+    x = image(*hw)
+    probs = predict_probs(model, expert_forward("rgb"), x, mode="slide", size=(16, 32), overlap=overlap)
+    direct = torch.cat([torch.full_like(x["rgb"][:, :1], -50.0), (x["rgb"] - 100) / 10], 1).softmax(1)
+    torch.testing.assert_close(probs, direct)
+    if hw[0] > 16 and overlap > 0:  # several windows overlap here: the averaging is exercised
+        assert len(model.calls) > 2
+
+
 def test_flip_and_scales_average():
     model = Multiple16().eval()
     x = image(32, 48)

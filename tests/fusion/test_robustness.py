@@ -203,3 +203,27 @@ def test_evaluate_cli_degrade_and_gates_json(fused_ckpt, hha_data):
     data = json.loads(result.stdout[result.stdout.index("{") :])
     assert data["degradations"] == {"rgb": "fog"} and data["gates"]["scheme"] == "ssma"
     assert set(data["gates"]["rows"]["easpp (stride 16)"]) == {"rgb", "hha"}
+
+
+def _bar_lengths(img: np.ndarray, colour: tuple[int, int, int], *, below_px: int = 50) -> list[int]:
+    """Lengths (pixels along x) of the solid bars of one colour, top to bottom (legend excluded)."""
+    mask = np.all(img == np.array(colour, np.uint8), axis=2)
+    mask[:below_px] = False  # the legend swatches sit above the plot
+    rows = np.flatnonzero(mask.any(axis=1))
+    bands = np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1) if rows.size else []
+    return [int(mask[band[len(band) // 2]].sum()) for band in bands]
+
+
+def test_gate_plot_bar_lengths_are_the_values():
+    """Bars are drawn proportional to the gate values on a shared 0..1 axis (read back from pixels)."""
+    from fusionseg.engine.robustness import _COLOURS_BGR
+
+    values = ((0.2, 0.9), (0.5, 0.5), (1.0, 0.05))
+    report = GateReport("ssma", ("rgb", "depth"), ("easpp", "skip2", "skip1"), values, 3)
+    img = render_gate_plot(report)
+    lengths = [_bar_lengths(img, _COLOURS_BGR[i]) for i in range(2)]  # per modality, per row
+    assert [len(per_modality) for per_modality in lengths] == [3, 3]
+    full = lengths[0][2]  # the bar of value 1.0 spans the whole axis
+    for i in range(2):
+        for r, row in enumerate(values):
+            assert abs(lengths[i][r] - row[i] * full) <= 2, (i, r, lengths)
