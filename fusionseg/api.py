@@ -452,6 +452,7 @@ def predict(
     device: str = "auto",
     on_start: Callable[[int], None] | None = None,
     on_frame: Callable[[PredictedFrame], None] | None = None,
+    depth_sensor: str = "auto",
 ) -> PredictSummary:
     """Segment image files of any size and write label, colour and overlay PNGs (`predict`); see
     `engine.inference.predict_files`."""
@@ -469,6 +470,7 @@ def predict(
         device=device,
         on_start=on_start,
         on_frame=on_frame,
+        depth_sensor=depth_sensor,
     )
 
 

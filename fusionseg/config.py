@@ -61,6 +61,10 @@ class DataConfig:
     height_px: int = 384
     width_px: int = 768
     depth_scale_m: float = 0.001  # metres per stored unit for 16-bit depth columns (mm)
+    # range every depth frame must fit, to catch a wrong depth_scale_m (data.io.DEPTH_SENSORS):
+    # "auto" = the dataset's sensor (indoor for NYU/SUN RGB-D/ScanNet, outdoor for Cityscapes, else
+    # any), "any", "indoor", "outdoor", or "off" for sensors outside those ranges
+    depth_sensor: Literal["auto", "any", "indoor", "outdoor", "off"] = "auto"
     ignore_index: int | None = 255  # label id read as void (0); None = no such id
     # modality -> ((mean per channel), (std per channel)), applied after augmentation; default none
     # (adapnetpp.md §1: 0-255 input, the first layer is a learnable BN)

@@ -47,6 +47,14 @@ def parse_modality_dirs(values: tuple[str, ...]) -> dict[str, Path]:
     "Required when the model reads depth from 16-bit files; never guessed.",
 )
 @click.option(
+    "--depth-sensor",
+    type=click.Choice(["auto", "any", "indoor", "outdoor", "off"]),
+    default="auto",
+    show_default=True,
+    help="Range depth inputs must fit, to catch a wrong --depth-scale: indoor (Kinect, RealSense), "
+    "outdoor (LiDAR, stereo), any, off; auto = the one the checkpoint was trained with.",
+)
+@click.option(
     "--modality-dir",
     "modality_dirs",
     multiple=True,
@@ -71,6 +79,7 @@ def command(
     checkpoint: Path,
     out_dir: Path,
     depth_scale: str | None,
+    depth_sensor: str,
     modality_dirs: tuple[str, ...],
     resize: bool,
     slide: bool,
@@ -105,6 +114,7 @@ def command(
             inputs,
             out_dir,
             depth_scale=depth_scale,
+            depth_sensor=depth_sensor,
             modality_dirs=dirs,
             mode=mode,
             scales=parse_scales(scales),

@@ -119,6 +119,14 @@ class FramesFailed(DataError):
     help="cuda: HHA with the batched torch back-end on the GPU (error if CUDA is unavailable).",
 )
 @click.option("--overwrite", is_flag=True, help="Recompute outputs that already exist.")
+@click.option(
+    "--depth-sensor",
+    type=click.Choice(["any", "indoor", "outdoor", "off"]),
+    default="any",
+    show_default=True,
+    help="Range every depth frame must fit, to catch a wrong --depth-scale: indoor (Kinect, RealSense), "
+    "outdoor (LiDAR, stereo), any, or off for unusual sensors.",
+)
 @json_option
 def command(
     input_path: Path,
@@ -141,6 +149,7 @@ def command(
     workers: int,
     device: str,
     overwrite: bool,
+    depth_sensor: str,
     as_json: bool,
 ) -> None:
     """Prepare depth (and NIR) frames: completion, HHA, JET, normals, EVI/NDVI.
@@ -170,6 +179,7 @@ def command(
         hha_backend="torch" if device == "cuda" else "numpy",
         device=device,
         overwrite=overwrite,
+        depth_sensor=depth_sensor,
     )
     bar = progress()
     state: dict[str, float] = {"start": 0.0, "done": 0}

@@ -86,13 +86,18 @@ def modality_channels(name: str) -> int:
     return get_modality(name).channels
 
 
-def read_modality(name: str, path: str | Path, *, depth_scale_m: float | str) -> NDArray[np.float32]:
+def read_modality(
+    name: str, path: str | Path, *, depth_scale_m: float | str, depth_sensor: str = "any"
+) -> NDArray[np.float32]:
     """Read one modality file as the network sees it.
 
     Args:
         name: Modality key (see `MODALITIES`).
         path: The file.
         depth_scale_m: Metres per stored unit of depth files (number or `io.DEPTH_UNITS` name).
+        depth_sensor: Range that depth must fit (`io.DEPTH_SENSORS` key, or "off"): a frame read in
+            the wrong unit is refused, naming the file and the units that would fit. All-missing
+            frames (a sensor that returned nothing) are accepted.
 
     Returns:
         (H, W, C) float32: 0-255 in B, G, R order for colour modalities, 0-255 for NIR, metres for depth
@@ -106,8 +111,9 @@ def read_modality(name: str, path: str | Path, *, depth_scale_m: float | str) ->
         return io.read_image(path).astype(np.float32)
     if spec.kind == "gray":
         return io.read_gray(path).astype(np.float32)[:, :, None]
-    # depth in metres; the unit is declared by the config, range not checked per frame (sparse LiDAR)
-    return io.read_depth(path, depth_scale_m=depth_scale_m, check_range=False)[:, :, None]
+    # depth in metres; the unit is declared by the config and checked against the sensor's range
+    depth = io.read_depth(path, depth_scale_m=depth_scale_m, sensor=depth_sensor, allow_empty=True)
+    return depth[:, :, None]
 
 
 def check_normalization(
@@ -163,6 +169,7 @@ class SegmentationDataset(Dataset):
         depth_scale_m: float | str = 1e-3,
         ignore_index: int | None = 255,
         seed: int = 0,
+        depth_sensor: str = "any",
     ) -> None:
         """Check the arguments against the list.
 
@@ -176,6 +183,7 @@ class SegmentationDataset(Dataset):
             normalization: Modality -> ((mean...), (std...)) per channel, applied after the transform;
                 modalities not listed are fed unnormalised (0-255 or metres).
             depth_scale_m: Metres per stored unit of depth columns.
+            depth_sensor: Range each depth frame must fit (`io.DEPTH_SENSORS` key, or "off").
             ignore_index: Label id read as void (0), e.g. 255; None if there is none.
             seed: Base seed of the augmentation (>= 0).
 
@@ -199,6 +207,11 @@ class SegmentationDataset(Dataset):
         self.transform = transform
         self.normalization: Normalization = check_normalization(normalization, self.modalities)
         self.depth_scale_m = io.parse_depth_scale(depth_scale_m)
+        if depth_sensor not in io.DEPTH_SENSOR_CHOICES:
+            raise ConfigError(
+                f"data.depth_sensor: {depth_sensor!r} is not one of {', '.join(io.DEPTH_SENSOR_CHOICES)}"
+            )
+        self.depth_sensor = depth_sensor
         self.ignore_index = ignore_index
         self.seed = int(seed)
         self.epoch = 0
@@ -231,7 +244,9 @@ class SegmentationDataset(Dataset):
         """
         sample = self.list_file.samples[index]
         inputs = {
-            name: read_modality(name, sample.files[name], depth_scale_m=self.depth_scale_m)
+            name: read_modality(
+                name, sample.files[name], depth_scale_m=self.depth_scale_m, depth_sensor=self.depth_sensor
+            )
             for name in self.modalities
         }
         label_path = sample.files[LABEL_COLUMN]
@@ -355,4 +370,17 @@ def build_dataset(
         depth_scale_m=cfg.depth_scale_m,
         ignore_index=cfg.ignore_index,
         seed=seed,
+        depth_sensor=resolve_depth_sensor(cfg),
     )
+
+
+def resolve_depth_sensor(cfg: DataConfig) -> str:
+    """`data.depth_sensor`, with "auto" replaced by the built-in dataset's sensor ("any" otherwise)."""
+    if cfg.depth_sensor != "auto":
+        return cfg.depth_sensor
+    from fusionseg.data.datasets import get_dataset_info
+
+    try:
+        return get_dataset_info(cfg.dataset).depth_sensor
+    except ConfigError:
+        return "any"

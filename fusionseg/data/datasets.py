@@ -19,11 +19,14 @@ class DatasetInfo:
         name: Key used in configs (`data.dataset`).
         classes: Class names indexed by label id; index 0 is void (ignored in loss and mIoU).
         palette: RGB colour per class id, same length as `classes`.
+        depth_sensor: The range sensor of its depth (`data.io.DEPTH_SENSORS` key) that
+            `data.depth_sensor: auto` checks frames against; "any" for mixed or synthetic depth.
     """
 
     name: str
     classes: tuple[str, ...]
     palette: tuple[tuple[int, int, int], ...]
+    depth_sensor: str = "any"
 
     def __post_init__(self) -> None:
         if len(self.classes) != len(self.palette):
@@ -130,6 +133,7 @@ CITYSCAPES19 = DatasetInfo(
         "Bicycle",
     ),
     palette=(_VOID, *_CS.values()),
+    depth_sensor="outdoor",  # depth from the stereo rig's disparity
 )
 
 # Void + 11 (adapnetpp.md §12). Merged classes take the colour of their main member: Car/Truck/Bus the
@@ -162,7 +166,9 @@ _CITYSCAPES11_PALETTE = (
     _CS["person"],
     _CS["rider"],
 )
-CITYSCAPES11 = DatasetInfo(name="cityscapes11", classes=_CITYSCAPES11_CLASSES, palette=_CITYSCAPES11_PALETTE)
+CITYSCAPES11 = DatasetInfo(
+    name="cityscapes11", classes=_CITYSCAPES11_CLASSES, palette=_CITYSCAPES11_PALETTE, depth_sensor="outdoor"
+)
 SYNTHIA = DatasetInfo(name="synthia", classes=_CITYSCAPES11_CLASSES, palette=_CITYSCAPES11_PALETTE)
 
 # SUN RGB-D void + 37 (the NYU-40 ids 1..37). No customary palette: bit-pattern colours.
@@ -207,7 +213,10 @@ _SUNRGBD_CLASSES = (
     "Bag",
 )
 SUNRGBD = DatasetInfo(
-    name="sunrgbd", classes=_SUNRGBD_CLASSES, palette=indexed_palette(len(_SUNRGBD_CLASSES))
+    name="sunrgbd",
+    classes=_SUNRGBD_CLASSES,
+    palette=indexed_palette(len(_SUNRGBD_CLASSES)),
+    depth_sensor="indoor",  # Kinect v1/v2, Xtion, RealSense
 )
 
 # ScanNet v2 void + 20, colours of the ScanNet benchmark's NYU-40 palette.
@@ -259,6 +268,7 @@ SCANNET = DatasetInfo(
         (227, 119, 194),
         (82, 84, 163),
     ),
+    depth_sensor="indoor",  # Structure sensor
 )
 
 # Freiburg Forest: colours of the dataset's ground-truth images, so a rendered prediction looks like
@@ -298,7 +308,10 @@ _NYUV2_13_CLASSES = (
     "window",
 )
 NYUV2_13 = DatasetInfo(
-    name="nyuv2_13", classes=_NYUV2_13_CLASSES, palette=indexed_palette(len(_NYUV2_13_CLASSES))
+    name="nyuv2_13",
+    classes=_NYUV2_13_CLASSES,
+    palette=indexed_palette(len(_NYUV2_13_CLASSES)),
+    depth_sensor="indoor",  # Kinect v1
 )
 
 

@@ -8,6 +8,7 @@ not fit the declared unit (metres stored where millimetres are declared, say) ar
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -32,6 +33,53 @@ MAX_PLAUSIBLE_MEDIAN_M = 1000.0
 # Smallest plausible median of valid depth: below it the unit is almost surely too small
 # (metres stored as integers but declared as mm, say).
 MIN_PLAUSIBLE_MEDIAN_M = 0.05
+
+
+@dataclass(frozen=True)
+class DepthSensor:
+    """What a kind of range sensor measures, to catch depth read in the wrong unit.
+
+    A frame is plausible when the median of its valid depth lies in [min_median_m, max_median_m]
+    and its 99th percentile is at most max_p99_m. The bounds leave a factor of about 2 around real
+    captures (the frames in ../shared/data: Kinect v1/v2 medians 1.7-3.1 m, p99 <= 6 m; KITTI
+    LiDAR medians 8-13 m, p99 <= 68 m), so units off by 4x (KITTI's 1/256 m read as mm), 10x
+    (0.1 mm read as mm) or 1000x are refused while real scenes pass.
+
+    Attributes:
+        name: Key in `DEPTH_SENSORS` (`data.depth_sensor`, `--depth-sensor`).
+        min_median_m, max_median_m: Plausible medians of valid depth, metres.
+        max_p99_m: Plausible 99th percentile of valid depth, metres.
+        description: What it covers.
+    """
+
+    name: str
+    min_median_m: float
+    max_median_m: float
+    max_p99_m: float
+    description: str
+
+    def problem(self, median_m: float, p99_m: float) -> str | None:
+        """Why depth with these statistics does not fit the sensor (None when it does)."""
+        if median_m > self.max_median_m:
+            return f"median depth {median_m:.4g} m is above {self.max_median_m:g} m"
+        if median_m < self.min_median_m:
+            return f"median depth {median_m:.4g} m is below {self.min_median_m:g} m"
+        if p99_m > self.max_p99_m:
+            return f"99th percentile depth {p99_m:.4g} m is above {self.max_p99_m:g} m"
+        return None
+
+
+DEPTH_SENSORS: dict[str, DepthSensor] = {
+    s.name: s
+    for s in (
+        DepthSensor("any", MIN_PLAUSIBLE_MEDIAN_M, MAX_PLAUSIBLE_MEDIAN_M, 5000.0, "any range sensor"),
+        DepthSensor("indoor", 0.4, 6.0, 15.0, "Kinect v1/v2, RealSense, indoor ToF and structured light"),
+        DepthSensor("outdoor", 4.0, 150.0, 400.0, "automotive LiDAR and stereo"),
+    )
+}
+# Frames with fewer valid pixels than this are not judged (a median of a handful of returns says little).
+MIN_PIXELS_FOR_RANGE_CHECK = 64
+DEPTH_SENSOR_CHOICES = (*DEPTH_SENSORS, "off")  # "off": no plausibility check (unusual sensors)
 # Pixels per image above which decoding is refused (guards against decompression bombs).
 MAX_PIXELS = 100_000_000
 
@@ -174,7 +222,12 @@ def read_label(path: str | Path) -> NDArray[np.uint8]:
 
 
 def read_depth(
-    path: str | Path, *, depth_scale_m: float | str, check_range: bool = True
+    path: str | Path,
+    *,
+    depth_scale_m: float | str,
+    check_range: bool = True,
+    sensor: str = "any",
+    allow_empty: bool = False,
 ) -> NDArray[np.float32]:
     """Read a depth image and convert it to metres.
 
@@ -183,6 +236,8 @@ def read_depth(
         depth_scale_m: Metres per stored unit, or a unit name from `DEPTH_UNITS`
             ("mm", "0.1mm", "1e-4m", "kitti", "m").
         check_range: Refuse values whose median does not fit a real range sensor in that unit.
+        sensor: Which sensor's range to judge by (`DEPTH_SENSORS` key, or "off").
+        allow_empty: Accept an all-missing frame (a sensor that returned nothing: valid model input).
 
     Returns:
         (H, W) float32 depth in metres, 0 = missing.
@@ -203,31 +258,70 @@ def read_depth(
     depth[~np.isfinite(depth)] = 0.0
     depth[depth < 0] = 0.0
     if check_range:
-        check_depth_range(depth, source=str(path), depth_scale_m=scale)
+        check_depth_range(
+            depth, source=str(path), depth_scale_m=scale, sensor=sensor, allow_empty=allow_empty
+        )
     return depth
 
 
-def check_depth_range(depth_m: np.ndarray, *, source: str, depth_scale_m: float | None = None) -> None:
-    """Refuse all-missing depth and depth whose median is implausible for a range sensor.
+def check_depth_range(
+    depth_m: np.ndarray,
+    *,
+    source: str,
+    depth_scale_m: float | None = None,
+    sensor: str = "any",
+    allow_empty: bool = False,
+) -> None:
+    """Refuse all-missing depth and depth whose statistics do not fit the sensor (a wrong unit).
+
+    Args:
+        depth_m: (H, W) depth in metres, 0 = missing.
+        source: Named in the error (the file).
+        depth_scale_m: The metres per stored unit the file was read with; the error then names the
+            units of `DEPTH_UNITS` that would make the frame plausible.
+        sensor: `DEPTH_SENSORS` key, or "off" (no check).
+        allow_empty: Accept a frame without valid pixels.
 
     Raises:
-        DataError: naming `source` and the declared scale.
+        DataError: naming `source`, what was seen, the declared unit and the units that would fit.
+        ValueError: unknown `sensor`.
     """
+    if sensor == "off":
+        return
+    if sensor not in DEPTH_SENSORS:
+        raise ValueError(f"sensor must be one of {', '.join(DEPTH_SENSOR_CHOICES)}, got {sensor!r}")
     valid = depth_m[depth_m > 0]
     if valid.size == 0:
+        if allow_empty:
+            return
         raise DataError(f"{source}: depth has no valid pixels (all zero)")
-    median = float(np.median(valid))
+    if valid.size < MIN_PIXELS_FOR_RANGE_CHECK and allow_empty:
+        return
+    median, p99 = (float(v) for v in np.percentile(valid, [50, 99]))
+    profile = DEPTH_SENSORS[sensor]
+    problem = profile.problem(median, p99)
+    if problem is None:
+        return
     unit = f" with depth scale {depth_scale_m:g} m/unit" if depth_scale_m is not None else ""
-    if median > MAX_PLAUSIBLE_MEDIAN_M:
-        raise DataError(
-            f"{source}: median depth {median:.4g} m{unit} is implausible; "
-            "the declared unit is probably too large (e.g. millimetres declared as metres)"
-        )
-    if median < MIN_PLAUSIBLE_MEDIAN_M:
-        raise DataError(
-            f"{source}: median depth {median:.4g} m{unit} is implausible; "
-            "the declared unit is probably too small (e.g. metres declared as millimetres)"
-        )
+    if median < profile.min_median_m:
+        hint = "the declared unit is probably too small (e.g. metres declared as millimetres)"
+    else:
+        hint = "the declared unit is probably too large (e.g. millimetres declared as metres)"
+    if depth_scale_m is not None:
+        fits = [
+            f"{name} (median {median * factor:.3g} m)"
+            for name, scale in DEPTH_UNITS.items()
+            if scale != depth_scale_m
+            and profile.problem(median * (factor := scale / depth_scale_m), p99 * factor) is None
+        ]
+        if fits:
+            hint += f"; units that would fit: {', '.join(fits)}"
+    escape = (
+        "" if sensor == "any" else f"; set the sensor to 'any' or 'off' if this {sensor} sensor is unusual"
+    )
+    raise DataError(
+        f"{source}: {problem}{unit}, implausible for {profile.description} ({sensor}); {hint}{escape}"
+    )
 
 
 def encode_png(image: np.ndarray, *, source: str = "image") -> bytes:

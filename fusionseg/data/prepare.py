@@ -103,6 +103,8 @@ class PrepareOptions:
         hha_backend: "numpy" (HHA in the workers) or "torch" (batched `hha_torch` in the main process).
         device: Torch device for hha_backend="torch" ("cpu" or "cuda").
         overwrite: Recompute outputs that already exist.
+        depth_sensor: Range every depth frame must fit (`io.DEPTH_SENSORS` key, or "off"): a frame
+            read in the wrong unit fails, naming the units that would fit.
     """
 
     complete: Literal["none", "fast", "multiscale"] = "none"
@@ -122,12 +124,16 @@ class PrepareOptions:
     hha_backend: Literal["numpy", "torch"] = "numpy"
     device: str = "cpu"
     overwrite: bool = False
+    depth_sensor: str = "any"
 
     def __post_init__(self) -> None:
+        from fusionseg.data.io import DEPTH_SENSOR_CHOICES
+
         choices = {
             "complete": ("none", "fast", "multiscale"),
             "blur": ("bilateral", "gaussian"),
             "hha_backend": ("numpy", "torch"),
+            "depth_sensor": DEPTH_SENSOR_CHOICES,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -794,7 +800,8 @@ def _compute_frame(task: FrameTask, ctx: _Context) -> tuple[dict[str, np.ndarray
     deferred: list[_HHAJob] = []
     if any(p in DEPTH_PRODUCTS for p in todo):
         assert task.depth is not None and ctx.depth_scale_m is not None
-        raw_m = read_depth(task.depth, depth_scale_m=ctx.depth_scale_m)  # unit/zero/dtype checks
+        # unit (against the sensor's range), all-zero and dtype checks
+        raw_m = read_depth(task.depth, depth_scale_m=ctx.depth_scale_m, sensor=opts.depth_sensor)
         if task.rgb is not None:
             _check_same_size(task.rgb, raw_m.shape, task.depth)
         intr = _frame_intrinsics(task, ctx) if any(p in GEOMETRY_PRODUCTS for p in todo) else None

@@ -712,10 +712,14 @@ def _png_bit_depth(path: Path) -> int | None:
     return None
 
 
-def read_predict_input(name: str, path: Path, *, depth_scale: str | float | None) -> np.ndarray:
+def read_predict_input(
+    name: str, path: Path, *, depth_scale: str | float | None, depth_sensor: str = "any"
+) -> np.ndarray:
     """Read one modality file for prediction as the training pipeline does.
 
     Depth files in 16 bits need `depth_scale` (never guessed); float depth files are taken as metres.
+    Depth must fit the range of `depth_sensor` (`fusionseg.data.io.DEPTH_SENSORS` key, or "off"), so a
+    wrong `depth_scale` is refused with the units that would fit.
 
     Returns:
         (H, W, C) float32 (0-255 images, metres for depth).
@@ -736,7 +740,7 @@ def read_predict_input(name: str, path: Path, *, depth_scale: str | float | None
                     "file's unit (mm, 0.1mm, 1e-4m, kitti, m or metres per unit): units are never guessed"
                 )
             depth_scale = 1.0  # float depth images hold metres
-        return read_modality(name, path, depth_scale_m=depth_scale)
+        return read_modality(name, path, depth_scale_m=depth_scale, depth_sensor=depth_sensor)
     if bits == 16:
         raise DataError(
             f"{path}: 16-bit image, but the checkpoint reads {name!r} as an 8-bit image; "
@@ -772,6 +776,7 @@ def predict_files(
     alpha: float = 0.5,
     on_start: Callable[[int], None] | None = None,
     on_frame: Callable[[PredictedFrame], None] | None = None,
+    depth_sensor: str = "auto",
 ) -> PredictSummary:
     """Segment image files of any size with a checkpoint and write label maps.
 
@@ -791,6 +796,8 @@ def predict_files(
         device: "auto", "cpu", "cuda", ...
         alpha: Label weight in overlays.
         on_start: Called with the number of frames. on_frame: Called after each frame.
+        depth_sensor: Range depth inputs must fit (`fusionseg.data.io.DEPTH_SENSORS` key or "off");
+            "auto" takes the one the checkpoint was trained with (its data.depth_sensor / dataset).
 
     Raises:
         CheckpointError, DataError: unreadable checkpoint or inputs (named).
@@ -812,6 +819,11 @@ def predict_files(
         parse_depth_scale(depth_scale)  # fail before any work
     dev = resolve_device(device)
     model, payload = load_for_inference(checkpoint, device=dev)
+    if depth_sensor == "auto":
+        from fusionseg.config import saved_config_from_dict
+        from fusionseg.data.dataset import resolve_depth_sensor
+
+        depth_sensor = resolve_depth_sensor(saved_config_from_dict(payload.get("config") or {}).data)
     forward = checkpoint_forward(payload)
     modalities = list(payload["modalities"])
     frames = collect_frames(inputs, primary=modalities[0], needed=modalities, modality_dirs=modality_dirs)
@@ -823,7 +835,10 @@ def predict_files(
     depth_like = [m for m in modalities if get_modality(m).kind == "depth"]
     results = []
     for frame in frames:
-        arrays = {m: read_predict_input(m, frame.files[m], depth_scale=depth_scale) for m in modalities}
+        arrays = {
+            m: read_predict_input(m, frame.files[m], depth_scale=depth_scale, depth_sensor=depth_sensor)
+            for m in modalities
+        }
         shapes = {m: a.shape[:2] for m, a in arrays.items()}
         if len(set(shapes.values())) > 1:
             raise DataError(f"frame {frame.id}: modality files differ in size: {shapes}")

@@ -703,6 +703,7 @@ class PipelineResult:
 
 def _prepare_step(cfg: RunConfig, run_dir: Path) -> tuple[RunConfig, PipelineStep]:
     """Run prepare-depth into `<run_dir>/prepared` and point `data.root` at its lists."""
+    from fusionseg.data.dataset import resolve_depth_sensor
     from fusionseg.data.prepare import PrepareOptions, prepare_depth
     from fusionseg.errors import DataError
 
@@ -716,6 +717,7 @@ def _prepare_step(cfg: RunConfig, run_dir: Path) -> tuple[RunConfig, PipelineSte
         normals="normals" in products,
         evi="evi" in products,
         ndvi="ndvi" in products,
+        depth_sensor=resolve_depth_sensor(cfg.data),
     )
     out = run_dir / PREPARED_DIR
     status = "skipped"

@@ -153,3 +153,17 @@ def test_nyu_hha_matches_matlab_reference(shared_data: Path, tmp_path: Path, cap
     assert hha_raw.shape == (480, 640, 3)
     meta = json.loads((tmp_path / "b" / "meta.json").read_text())
     assert meta["intrinsics"]["cx"] == pytest.approx(325.58244941119034 - 1)
+
+
+def test_kitti_read_as_millimetres_fails_for_an_outdoor_sensor(
+    shared_data: Path, tmp_path: Path, capsys
+) -> None:
+    """KITTI's 1/256 m read as mm is only 3.9x off: "any" passes it, the outdoor range does not."""
+    kitti = shared_data / "kitti-object-lidar3" / "sparse_depth"
+    args = ["prepare-depth", str(kitti), "--pattern", "000000.png", "--jet", "--workers", "1"]
+    args += ["--depth-scale", "mm", "--jet-max-depth", "80"]
+    assert main([*args, "--out", str(tmp_path / "any")]) == 0
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "outdoor"), "--depth-sensor", "outdoor"]) == 3
+    err = capsys.readouterr().err
+    assert "000000" in err and "units that would fit: kitti (median 11.7 m)" in err

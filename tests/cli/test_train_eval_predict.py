@@ -259,3 +259,20 @@ def test_training_progress_survives_a_pipe(synthetic: Path, tmp_path: Path, caps
     assert any(line.startswith("training  0/2 (0%)") for line in err), err
     done = [line for line in err if line.startswith("training  2/2 (100%)")]
     assert len(done) == 1 and "loss " in done[0] and "img/s" in done[0] and done[0].endswith("done")
+
+
+def test_predict_refuses_depth_in_the_wrong_unit(depth_checkpoint: Path, shared_data: Path, tmp_path, capsys):
+    """A millimetre Kinect v2 frame given as metres, or a 0.1 mm frame as mm for an indoor sensor."""
+    mm_frame = shared_data / "kinectv2-samples/emsanet/sample_depth.png"
+    tenth_mm_frame = shared_data / "kinectv2-samples/esanet/sample_depth.png"
+    base = ["predict", "--checkpoint", str(depth_checkpoint), "--out", str(tmp_path / "p")]
+    capsys.readouterr()
+    assert main([*base, str(mm_frame), "--depth-scale", "m"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("predicting ")]
+    assert len(err) == 1 and "sample_depth.png" in err[0] and "median depth 3003 m" in err[0], err
+    assert "mm (median 3 m)" in err[0]
+    args = [*base, str(tenth_mm_frame), "--depth-scale", "mm"]
+    assert main([*args, "--depth-sensor", "indoor"]) == 2  # 10x: only a sensor's range catches it
+    assert "units that would fit: 0.1mm" in capsys.readouterr().err
+    assert main([*args, "--depth-sensor", "off", "--json"]) == 0  # the escape for unusual sensors
+    assert main([*base, str(tenth_mm_frame), "--depth-scale", "0.1mm", "--depth-sensor", "indoor"]) == 0
