@@ -177,6 +177,10 @@ class TrainConfig:
     sync_bn: bool = True  # BN statistics over the global batch (SyncBatchNorm) when world size > 1
     ddp_backend: Literal["auto", "nccl", "gloo"] = "auto"  # auto: nccl on CUDA, gloo on CPU
     ddp_find_unused: bool = True  # DDP tolerates trainable parameters without a gradient in a step
+    # a run folder resumed (or a finished pipeline stage reused) with a config that differs from the
+    # one it was started with is refused, naming the keys; true accepts it and records the change in
+    # <run>/config-changes.txt (RESUME_MUTABLE_KEYS may always change)
+    allow_config_change: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -340,6 +344,17 @@ def saved_config_from_dict(values: Mapping[str, Any]) -> RunConfig:
     return config_from_dict(strip_retired_keys(values))
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a YAML error: the problem and where, without PyYAML's multi-line snippet."""
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    text = f"{problem}{where}"
+    if "tag" in str(problem):
+        text += "; configs are plain YAML (no tags such as !!python/...)"
+    return " ".join(text.split())
+
+
 def config_from_dict(values: Mapping[str, Any]) -> RunConfig:
     """Build a `RunConfig` from nested plain values (as read from YAML); raises `ConfigError`."""
     if not isinstance(values, Mapping):
@@ -357,7 +372,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         values = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from None
     if values is None:
         return {}
     if not isinstance(values, Mapping):
@@ -392,6 +407,78 @@ def load_config(
     for text in overrides:
         values = _merge(values, parse_override(text))
     return config_from_dict(values)
+
+
+# Keys a run may change when it is resumed: where and how it reports, how far it goes, the machine it
+# runs on. Everything else (data, model, optimiser, schedule shape) decides what the weights are.
+RESUME_MUTABLE_KEYS = frozenset(
+    {
+        "data.num_workers",
+        "train.out_dir",
+        "train.device",
+        "train.iterations",
+        "train.log_every",
+        "train.val_every",
+        "train.ckpt_every",
+        "train.keep_last",
+        "train.val_batch_size",
+        "train.tensorboard",
+        "train.compile",
+        "train.on_nonfinite",
+        "train.ddp_backend",
+        "train.allow_config_change",
+        "train.time_budget_s",
+        "train.budget_calibration_steps",
+        "train.budget_min_iterations",
+        "fusion.iterations",
+        "fusion.finetune_iterations",
+        "fusion.time_budget_s",
+    }
+    | {f"fusion.{f.name}" for f in dataclasses.fields(FusionConfig) if f.name.startswith("pipeline_")}
+    | {f"synthetic.{f.name}" for f in dataclasses.fields(SyntheticConfig)}
+)
+
+
+def config_changes(saved: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """'key: old -> new' for every leaf that differs between two plain config dicts (dotted keys).
+
+    Keys in `RESUME_MUTABLE_KEYS` are left out; so are keys absent from `saved` that hold their
+    default in `current` (a config saved before the key existed).
+    """
+    changes = []
+    for key in sorted(set(saved) | set(current)):
+        dotted = f"{prefix}{key}"
+        if dotted in RESUME_MUTABLE_KEYS:
+            continue
+        old, new = saved.get(key, _MISSING), current.get(key, _MISSING)
+        if isinstance(old, Mapping) and isinstance(new, Mapping) and dotted.count(".") == 0:
+            changes += config_changes(old, new, prefix=f"{dotted}.")
+        elif old is _MISSING:
+            if not _is_default(dotted, new):
+                changes.append(f"{dotted}: (not set) -> {_brief(new)}")
+        elif new is _MISSING:
+            changes.append(f"{dotted}: {_brief(old)} -> (removed)")
+        elif _plain_equal(old, new) is False:
+            changes.append(f"{dotted}: {_brief(old)} -> {_brief(new)}")
+    return changes
+
+
+_MISSING = object()
+
+
+def _plain_equal(a: Any, b: Any) -> bool:
+    """Equality of plain config values, tuples and lists alike, ints and floats alike."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_plain_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_plain_equal(a[k], b[k]) for k in a)
+    return a == b
+
+
+def _is_default(dotted: str, value: Any) -> bool:
+    section, _, name = dotted.partition(".")
+    defaults = config_to_dict(RunConfig())
+    return name in defaults.get(section, {}) and _plain_equal(defaults[section][name], value)
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

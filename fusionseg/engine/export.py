@@ -21,6 +21,10 @@ networks amplify rounding: for AdapNet++ / SSMA at 64x128 with logits of 20-300,
 2e-3 to 8e-3 away from float64, and onnxruntime (which also folds BN into the convolutions) 2e-3 to
 1e-2, so a flat 1e-3 cannot be met by any float32 runtime, while a structurally wrong graph (resize
 mode, padding, a baked-in size) misses by 1e-1 or more. Where the noise is ~0 the bound is `atol`.
+The two runtimes' errors add up and differ from input to input, and PyTorch's own error depends on
+its thread count (the summation order): on SSMA at 64x128 with 2 threads onnxruntime was 1.59e-2
+from PyTorch float32 whose noise was 3.5e-3, 4.3 times it. NOISE_FACTOR = 8 keeps the bound (here
+2.9e-2) clear of such runs and still three times below what a wrong graph gives.
 
 ONNX uses the TorchScript-based exporter (`dynamo=False`): the newer torch.export-based exporter needs
 the `onnxscript` package, which fusionseg does not depend on.
@@ -57,7 +61,7 @@ SUFFIXES = {
 OUTPUT_NAME = "logits"
 SIZE_MULTIPLE = 16  # adapnetpp.md §1
 MAX_SIDE_PX = 8192  # upper bound of the dynamic H / W declared to torch.export
-NOISE_FACTOR = 4.0  # parity tolerance = atol + NOISE_FACTOR * PyTorch's float32 noise (module docstring)
+NOISE_FACTOR = 8.0  # parity tolerance = atol + NOISE_FACTOR * PyTorch's float32 noise (module docstring)
 
 
 class LogitsOnly(nn.Module):

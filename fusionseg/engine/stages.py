@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from fusionseg.config import RunConfig, config_from_dict, config_to_dict, load_config, strip_retired_keys
 from fusionseg.engine import distributed
 from fusionseg.engine.checkpoint import as_plain, load_checkpoint, load_model_state
-from fusionseg.engine.trainer import ProgressFn, Trainer, TrainResult
+from fusionseg.engine.trainer import ProgressFn, Trainer, TrainResult, check_resume_config
 from fusionseg.errors import CheckpointError, ConfigError, FusionsegError
 from fusionseg.fusion.build import build_model
 from fusionseg.fusion.fused import CMoDEModel, ExpertEnsemble
@@ -447,7 +447,9 @@ def train_fusion(
 
     from fusionseg.data.dataset import build_dataset, get_modality
     from fusionseg.data.datasets import get_dataset_info
+    from fusionseg.models.adapnet import check_training_size
 
+    check_training_size(cfg.data.height_px, cfg.data.width_px)
     fc = cfg.fusion
     modalities = tuple(cfg.data.modalities)
     if not fc.experts:
@@ -479,6 +481,14 @@ def train_fusion(
     done: list[list[dict[str, Any]] | None] = []  # per stage: None, or the finished run's expert record
     for stage_dir, stage in zip(stage_dirs, stages):
         payload = completed_checkpoint(stage_dir, stage.iterations) if skip_complete else None
+        if payload is not None:  # reused only if it was trained with this config
+            check_resume_config(
+                payload.get("config") or {},
+                stage_config(cfg, stage, stage_dir),
+                run_dir=stage_dir,
+                source=str(stage_dir / "last.pt"),
+                step=int(payload["step"]),
+            )
         done.append(None if payload is None else list(payload.get("experts") or []))
         del payload
     if done and all(done):  # every stage finished already: report it without loading anything else
@@ -767,7 +777,9 @@ def run_pipeline(
     from fusionseg.data.io import write_png
     from fusionseg.engine import report
     from fusionseg.engine.trainer import train_expert
+    from fusionseg.models.adapnet import check_training_size
 
+    check_training_size(cfg.data.height_px, cfg.data.width_px)  # before any step makes a folder
     run_dir = Path(cfg.train.out_dir)
     modalities = tuple(cfg.data.modalities)
     if len(modalities) < 2:
@@ -798,15 +810,24 @@ def run_pipeline(
     for modality in modalities:
         name = f"expert {modality}"
         expert_dir = run_dir / EXPERTS_DIR / modality
-        if stage_complete(expert_dir, cfg.train.iterations):
+        expert_cfg = dataclasses.replace(
+            cfg,
+            data=dataclasses.replace(cfg.data, modalities=(modality,)),
+            train=dataclasses.replace(cfg.train, out_dir=str(expert_dir)),
+        )
+        finished = completed_checkpoint(expert_dir, cfg.train.iterations)
+        if finished is not None:  # reused only if it was trained with this config
+            check_resume_config(
+                finished.get("config") or {},
+                expert_cfg,
+                run_dir=expert_dir,
+                source=str(expert_dir / "last.pt"),
+                step=int(finished["step"]),
+            )
+            del finished
             steps.append(PipelineStep(name, "skipped", _best_or_last(expert_dir)))
         else:
             notify(name)
-            expert_cfg = dataclasses.replace(
-                cfg,
-                data=dataclasses.replace(cfg.data, modalities=(modality,)),
-                train=dataclasses.replace(cfg.train, out_dir=str(expert_dir)),
-            )
             train_expert(expert_cfg, modality, resume=_has_ckpt(expert_dir), progress=progress)
             steps.append(PipelineStep(name, "done", _best_or_last(expert_dir)))
         checkpoints[name] = steps[-1].path

@@ -29,7 +29,14 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from fusionseg.config import ModelConfig, RunConfig, config_to_dict, dump_config
+from fusionseg.config import (
+    ModelConfig,
+    RunConfig,
+    config_changes,
+    config_to_dict,
+    dump_config,
+    strip_retired_keys,
+)
 from fusionseg.engine import distributed
 from fusionseg.engine.checkpoint import (
     CheckpointManager,
@@ -282,6 +289,45 @@ def _csv_value(value: Any) -> str:
     if isinstance(value, float):
         return "" if not math.isfinite(value) else f"{value:.6g}"
     return str(value)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Resuming with the config a run was started with
+# ---------------------------------------------------------------------------------------------------
+
+CONFIG_CHANGES_FILE = "config-changes.txt"
+
+
+def check_resume_config(
+    saved: Mapping[str, Any], cfg: RunConfig, *, run_dir: str | Path, source: str, step: int
+) -> list[str]:
+    """Refuse to continue (or reuse) a run under another config than the one it was started with.
+
+    Keys that only change how a run reports or how far it goes (`config.RESUME_MUTABLE_KEYS`) may
+    differ. With `train.allow_config_change` the differences are accepted and appended to
+    `<run_dir>/config-changes.txt` (step and keys), and config.yaml is rewritten by the run.
+
+    Returns:
+        The differences ('key: old -> new'), empty when there are none.
+
+    Raises:
+        ConfigError: the configs differ and `train.allow_config_change` is off (names the keys).
+    """
+    changes = config_changes(strip_retired_keys(saved), config_to_dict(cfg))
+    if not changes:
+        return changes
+    if not cfg.train.allow_config_change:
+        shown = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
+        raise ConfigError(
+            f"{source}: this run was started with another config ({shown}); rerun with the config it "
+            "was started with (its config.yaml), or --set train.allow_config_change=true to go on "
+            "with the new one"
+        )
+    line = f"step {step}: " + "; ".join(changes) + "\n"
+    path = Path(run_dir) / CONFIG_CHANGES_FILE
+    previous = path.read_text(encoding="utf-8") if path.exists() else ""
+    atomic_write_text(path, previous + line)
+    return changes
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -597,6 +643,13 @@ class Trainer:
         if resume:
             resumed_from, state = manager.load_latest(map_location="cpu")
             check_compatible(state, {k: self.meta[k] for k in COMPAT_KEYS}, source=str(resumed_from))
+            check_resume_config(
+                state.get("config") or {},
+                self.cfg,
+                run_dir=self.run_dir,
+                source=str(resumed_from),
+                step=int(state["step"]),
+            )
             load_model_state(model, state["model"], source=str(resumed_from))
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -959,7 +1012,9 @@ def train_expert(
         DataError: unreadable lists or files. CheckpointError: see `Trainer.fit`.
     """
     from fusionseg.data.dataset import build_dataset, get_modality
+    from fusionseg.models.adapnet import check_training_size
 
+    check_training_size(cfg.data.height_px, cfg.data.width_px)
     spec = get_modality(modality)
     meta = expert_checkpoint_meta(cfg, modality, in_channels=spec.channels)
     seed = cfg.train.seed

@@ -73,6 +73,20 @@ def check_input(x: Tensor, in_channels: int) -> None:
         )
 
 
+def check_training_size(height_px: int, width_px: int) -> None:
+    """Refuse a training size the network cannot take (ConfigError naming data.height_px/width_px).
+
+    Checked before a run folder is made: a wrong size must not surface at the first forward pass.
+    """
+    if min(height_px, width_px) < OUTPUT_STRIDE or height_px % OUTPUT_STRIDE or width_px % OUTPUT_STRIDE:
+        h = max(OUTPUT_STRIDE, height_px // OUTPUT_STRIDE * OUTPUT_STRIDE)
+        w = max(OUTPUT_STRIDE, width_px // OUTPUT_STRIDE * OUTPUT_STRIDE)
+        raise ConfigError(
+            f"data.height_px x data.width_px: {height_px}x{width_px} - must be positive multiples of "
+            f"{OUTPUT_STRIDE} (AdapNet++ output stride, adapnetpp.md §1), e.g. {h}x{w}"
+        )
+
+
 class AdapNetTrunk(nn.Module):
     """Encoder + skip convs + eASPP: everything of AdapNet++ that the fusion models reuse (§2-5).
 

@@ -276,3 +276,12 @@ def test_predict_refuses_depth_in_the_wrong_unit(depth_checkpoint: Path, shared_
     assert "units that would fit: 0.1mm" in capsys.readouterr().err
     assert main([*args, "--depth-sensor", "off", "--json"]) == 0  # the escape for unusual sensors
     assert main([*base, str(tenth_mm_frame), "--depth-scale", "0.1mm", "--depth-sensor", "indoor"]) == 0
+
+
+def test_bad_training_size_is_a_user_error_before_any_folder(synthetic: Path, tmp_path: Path, capsys) -> None:
+    args = ["train-unimodal", "--config", "configs/synthetic-rgb.yaml", "--modality", "rgb"]
+    args += ["--out", str(tmp_path / "run"), "--set", f"data.root={synthetic}", "--set", "data.height_px=50"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data.height_px x data.width_px: 50x192" in err[0] and "48x192" in err[0], err
+    assert not (tmp_path / "run").exists()

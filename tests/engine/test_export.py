@@ -24,7 +24,7 @@ ort = pytest.importorskip("onnxruntime")
 NUM_CLASSES = 5
 SIZE_HW = (64, 128)
 OTHER_HW = (96, 160)  # a second spatial size: the graphs must not have baked the first one in
-# Parity bound (as export_model's): 1e-3 plus NOISE_FACTOR (4) times PyTorch's own float32 error on the
+# Parity bound (as export_model's): 1e-3 plus NOISE_FACTOR (8) times PyTorch's own float32 error on the
 # same input (|float32 - float64| logits). These untrained 100-layer models amplify rounding: PyTorch
 # float32 is 2e-3..8e-3 from float64 on logits of 20-300, onnxruntime 2e-3..1e-2, so no float32 runtime
 # meets a flat 1e-3; a wrong graph (resize mode, padding, baked-in size) misses by 1e-1 or more.

@@ -246,3 +246,29 @@ def test_amp_modes_on_cpu(tmp_path, datasets):
         make_trainer(tmp_path / "fp16", datasets, amp="fp16")
     result = make_trainer(tmp_path / "bf16", datasets, amp="bf16", iterations=2).fit()
     assert result.steps == 2 and result.metrics is not None
+
+
+def test_resume_with_a_changed_config_is_refused_naming_the_keys(tmp_path, datasets):
+    broken = make_trainer(tmp_path / "r", datasets, progress=interrupt_at(3))
+    with pytest.raises(Interrupt):
+        broken.fit()
+    changed = make_trainer(tmp_path / "r", datasets, lr=5e-3, batch_size=3)
+    with pytest.raises(ConfigError) as info:
+        changed.fit(resume=True)
+    message = str(info.value)
+    assert "train.lr: 0.01 -> 0.005" in message and "train.batch_size: 2 -> 3" in message, message
+    assert "allow_config_change" in message and "\n" not in message
+    assert not (tmp_path / "r" / "config-changes.txt").exists()
+    # how far and how often: may change without the flag
+    assert make_trainer(tmp_path / "r", datasets, iterations=7, log_every=2).fit(resume=True).steps == 7
+
+
+def test_allowed_config_change_is_recorded(tmp_path, datasets):
+    broken = make_trainer(tmp_path / "r", datasets, progress=interrupt_at(3))
+    with pytest.raises(Interrupt):
+        broken.fit()
+    run = make_trainer(tmp_path / "r", datasets, lr=5e-3, allow_config_change=True)
+    assert run.fit(resume=True).steps == 6
+    record = (tmp_path / "r" / "config-changes.txt").read_text()
+    assert record.startswith("step 3: ") and "train.lr: 0.01 -> 0.005" in record
+    assert "lr: 0.005" in (tmp_path / "r" / "config.yaml").read_text()  # config.yaml is current

@@ -283,3 +283,12 @@ def test_bad_training_files_are_reported_by_name(tmp_path: Path, kind: str) -> N
     with pytest.raises(DataError, match=words) as info:
         dataset[1]
     assert str(bad) in str(info.value)
+
+
+def test_yaml_tag_error_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "evil.yaml"
+    config.write_text("train:\n  out_dir: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    message = str(info.value)
+    assert "\n" not in message and "line 2" in message and "no tags" in message, message

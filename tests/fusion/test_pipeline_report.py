@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import cv2
@@ -146,6 +147,10 @@ def test_tiny_pipeline_writes_table_and_picture(tmp_path, cheap_init, monkeypatc
     again = run_pipeline(cfg)
     assert {s.status for s in again.steps if s.name != "report"} == {"skipped"}
     assert again.results.training == table.training  # also when every evaluation is reused
+    # a finished stage is reused only under the config it was trained with
+    changed = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=5e-4))
+    with pytest.raises(ConfigError, match=r"experts/rgb/last\.pt: this run was started with another config"):
+        run_pipeline(changed)
     for model, row in again.results.scores.items():
         for cond, score in row.items():
             assert score.status in ("skipped", "unaffected")
