@@ -17,5 +17,11 @@ class DataError(FusionsegError):
     """Unreadable or inconsistent input data (message names the file and the problem)."""
 
 
+class FramesFailed(DataError):
+    """A batch job finished, but some of its frames failed (each is listed before the error line)."""
+
+    exit_code = 3  # bad input or usage is 2, internal errors 1
+
+
 class CheckpointError(FusionsegError):
     """A checkpoint that is missing, corrupt, untrusted, or does not fit the model asked for."""

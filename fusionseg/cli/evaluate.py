@@ -7,7 +7,16 @@ from typing import Any
 
 import click
 
-from fusionseg.cli.options import checkpoint_option, config_options, json_option, resolve_config
+from fusionseg.cli.options import (
+    checkpoint_option,
+    config_options,
+    json_option,
+    refuse_ignored_overrides,
+    resolve_config,
+)
+
+# what evaluate reads from --config/--set: how to read the data, and the batch size
+EVALUATE_READS = ("data.", "train.batch_size", "train.val_batch_size")
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
@@ -87,6 +96,8 @@ def command(
     from fusionseg.cli.train_unimodal import metrics_table
 
     scale_values = parse_scales(scales)
+    # only the data section and the batch size are read from --config/--set; the rest is the checkpoint's
+    refuse_ignored_overrides(overrides, used=EVALUATE_READS, verb="evaluate")
     cfg = resolve_config(config_path, overrides) if config_path is not None or overrides else None
     bar = progress()
     task = {"id": None}

@@ -44,6 +44,26 @@ def resolve_config(
     return load_config(config_path, overrides, base=base)
 
 
+def refuse_ignored_overrides(overrides: tuple[str, ...], *, used: tuple[str, ...], verb: str) -> None:
+    """Refuse `--set` keys a verb would silently ignore (it reads them from the checkpoint instead).
+
+    Args:
+        overrides: The `--set KEY=VALUE` strings.
+        used: Dotted prefixes the verb reads from its config ("data." for a whole section).
+        verb: Named in the error.
+
+    Raises:
+        ConfigError: naming the first ignored key and what the verb uses.
+    """
+    for text in overrides:
+        key = text.partition("=")[0].strip()
+        if not any(key == u or (u.endswith(".") and key.startswith(u)) for u in used):
+            raise ConfigError(
+                f"--set {key}: {verb} takes the model (its class count, architecture, training settings) "
+                f"from the checkpoint and would ignore this; it reads only {', '.join(used)}"
+            )
+
+
 def checkpoint_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add the required `--checkpoint FILE` (an expert or fused-model checkpoint written by fusionseg)."""
     return click.option(

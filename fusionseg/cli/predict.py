@@ -127,7 +127,23 @@ def command(
         bar.stop()
     if as_json:
         print_json(summary.to_dict())
-        return
+    else:
+        _render(summary, mode, out)
+    if summary.failures:
+        from rich.markup import escape
+
+        from fusionseg.cli.console import err
+        from fusionseg.errors import FramesFailed
+
+        for frame_id, reason in summary.failures:
+            err.print(f"[red]failed[/] {escape(frame_id)}: {escape(reason)}", highlight=False, soft_wrap=True)
+        raise FramesFailed(
+            f"{len(summary.failures)} of {len(summary.failures) + len(summary.frames)} frames failed (listed "
+            "above); the others are written, fix the inputs and rerun them"
+        )
+
+
+def _render(summary, mode: str, out) -> None:  # noqa: ANN001 - PredictSummary, rich console
     from rich.table import Table
 
     table = Table(title=f"{len(summary.frames)} frames -> {summary.out_dir} ({mode})", title_justify="left")

@@ -8,13 +8,7 @@ from pathlib import Path
 import click
 
 from fusionseg.cli.options import json_option
-from fusionseg.errors import DataError
-
-
-class FramesFailed(DataError):
-    """The job finished, but some frames failed (each is listed above the error line)."""
-
-    exit_code = 3  # bad input or usage is 2, internal errors 1
+from fusionseg.errors import FramesFailed
 
 
 @click.command(

@@ -595,6 +595,7 @@ class PredictSummary:
     mode: str
     frames: list[PredictedFrame]
     seconds: float
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (frame id, one-line reason)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -602,6 +603,7 @@ class PredictSummary:
             "out_dir": str(self.out_dir),
             "mode": self.mode,
             "seconds": round(self.seconds, 3),
+            "failed": [{"id": i, "error": e} for i, e in self.failures],
             "frames": [
                 {
                     "id": f.id,
@@ -833,8 +835,9 @@ def predict_files(
     size, names, palette = _label_space(payload)
     norm = payload.get("normalization") or {}
     depth_like = [m for m in modalities if get_modality(m).kind == "depth"]
-    results = []
-    for frame in frames:
+
+    def predict_one(frame: PredictFrame) -> PredictedFrame:
+        """Read, predict and write one frame (DataError: a bad input file, named)."""
         arrays = {
             m: read_predict_input(m, frame.files[m], depth_scale=depth_scale, depth_sensor=depth_sensor)
             for m in modalities
@@ -886,9 +889,28 @@ def predict_files(
         result = PredictedFrame(
             id=frame.id, inputs=dict(frame.files), size_hw=(h, w), outputs=outputs, class_fractions=fractions
         )
+        return result
+
+    # a bad frame (unreadable, wrong unit, sizes that differ) is listed and skipped, not fatal
+    results: list[PredictedFrame] = []
+    failures: list[tuple[str, str]] = []
+    for frame in frames:
+        try:
+            result = predict_one(frame)
+        except DataError as exc:
+            failures.append((frame.id, str(exc)))
+            continue
         results.append(result)
         if on_frame is not None:
             on_frame(result)
+    if failures and not results:  # nothing could be predicted: the (first) reason is the error
+        more = f" (all {len(failures)} frames failed)" if len(failures) > 1 else ""
+        raise DataError(failures[0][1] + more)
     return PredictSummary(
-        checkpoint=checkpoint, out_dir=out, mode=mode, frames=results, seconds=time.perf_counter() - t0
+        checkpoint=checkpoint,
+        out_dir=out,
+        mode=mode,
+        frames=results,
+        seconds=time.perf_counter() - t0,
+        failures=failures,
     )

@@ -285,3 +285,30 @@ def test_bad_training_size_is_a_user_error_before_any_folder(synthetic: Path, tm
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "data.height_px x data.width_px: 50x192" in err[0] and "48x192" in err[0], err
     assert not (tmp_path / "run").exists()
+
+
+def test_predict_goes_on_past_bad_files_and_exits_3(trained: Path, shared_data: Path, tmp_path: Path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a_good.png").write_bytes((shared_data / "kitti-object-lidar3/image_2/000000.png").read_bytes())
+    (folder / "b_empty.png").write_bytes(b"")
+    (folder / "c_good.png").write_bytes((shared_data / "kinectv2-samples/esanet/sample_rgb.png").read_bytes())
+    args = ["predict", "--checkpoint", str(trained / "best.pt"), str(folder), "--out", str(tmp_path / "out")]
+    capsys.readouterr()
+    assert main([*args, "--json"]) == 3
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert [f["id"] for f in summary["frames"]] == ["a_good", "c_good"]
+    assert [f["id"] for f in summary["failed"]] == ["b_empty"] and "b_empty.png" in summary["failed"][0][
+        "error"
+    ]
+    assert sorted(p.stem for p in (tmp_path / "out" / "labels").glob("*.png")) == ["a_good", "c_good"]
+    assert "failed b_empty" in captured.err and "1 of 3 frames failed" in captured.err
+
+
+def test_evaluate_refuses_overrides_it_would_ignore(trained: Path, synthetic: Path, capsys) -> None:
+    args = ["evaluate", "--checkpoint", str(trained / "best.pt"), "--data", str(synthetic / "val.txt")]
+    capsys.readouterr()
+    assert main([*args, "--set", "model.num_classes=12"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--set model.num_classes" in err[0] and "ignore" in err[0], err
