@@ -13,6 +13,33 @@ from pathlib import Path
 
 from fusionseg.errors import DataError
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this (worker) process die when `parent_pid`, the process that started it, dies.
+
+    Called in a process pool's initializer: a killed parent otherwise leaves its workers writing into
+    an output folder whose lock the next run takes over as stale. On Linux the kernel sends SIGKILL
+    to the worker when its parent exits (prctl PR_SET_PDEATHSIG); a worker whose parent is already
+    gone exits at once. Elsewhere it does nothing.
+    """
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - no libc prctl
+        return
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+
+
 _UMASK_LOCK = threading.Lock()
 
 

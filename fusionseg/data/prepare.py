@@ -795,7 +795,7 @@ def _compute_frame(task: FrameTask, ctx: _Context) -> tuple[dict[str, np.ndarray
     from fusionseg.data.io import depth_to_png_units, read_depth, read_gray, read_image
 
     opts = ctx.options
-    todo = [p for p, out in task.outputs.items() if opts.overwrite or not out.exists()]
+    todo = [p for p, out in task.outputs.items() if opts.overwrite or not output_intact(out, p)]
     images: dict[str, np.ndarray] = {}
     deferred: list[_HHAJob] = []
     if any(p in DEPTH_PRODUCTS for p in todo):
@@ -869,10 +869,13 @@ def process_frame(task: FrameTask, ctx: _Context) -> tuple[FrameResult, list[_HH
     return FrameResult(task.id, "done", "", primary, written, time.perf_counter() - start), deferred
 
 
-def _worker_init() -> None:
-    """One OpenCV thread per worker process: the pool already uses every core."""
+def _worker_init(parent_pid: int) -> None:
+    """One OpenCV thread per worker process (the pool already uses every core); die with the parent."""
     import cv2
 
+    from fusionseg.fsutil import die_with_parent
+
+    die_with_parent(parent_pid)
     cv2.setNumThreads(1)
 
 
@@ -928,6 +931,39 @@ def _write_meta(plan: PreparePlan, results: dict[str, FrameResult] | None, secon
     return path
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk's type and CRC: the last 8 bytes of every whole PNG
+
+
+def output_intact(path: Path, product: str) -> bool:
+    """True when an existing output is a whole PNG of the product's format (resume trusts only these).
+
+    A file cut short (a killed run, a full disk), emptied or overwritten by something else fails: it
+    must have the PNG signature, end with the IEND chunk and decode to uint16 single-channel depth
+    (`depth_filled`) or a uint8 3-channel image (the colour products). Such a file is recomputed.
+    """
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8)
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() < 8 + len(_PNG_END):
+                return False
+            fh.seek(-len(_PNG_END), os.SEEK_END)
+            tail = fh.read()
+    except OSError:
+        return False
+    if head != _PNG_SIGNATURE or tail != _PNG_END:
+        return False
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        return False
+    if product == "depth_filled":
+        return image.dtype == np.uint16 and image.ndim == 2
+    return image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+
+
 def _write_lists(plan: PreparePlan, results: dict[str, FrameResult]) -> list[Path]:
     from fusionseg.data.listfile import write_list
 
@@ -935,13 +971,29 @@ def _write_lists(plan: PreparePlan, results: dict[str, FrameResult]) -> list[Pat
     outputs = {task.id: task.outputs for task in plan.tasks}
     written = []
     for lp in plan.lists:
-        columns = list(lp.input_columns) + [p for p in products if p not in lp.input_columns]
+        ids = [
+            frame_id
+            for frame_id, _ in lp.frames
+            if (res := results.get(frame_id)) is not None and res.status != "failed"
+        ]  # a list never names a file that was not written
+        # a rerun with fewer products keeps the columns an earlier run wrote, where every file is there
+        previous = set(_header_columns(lp.path) or ()) if lp.path.is_file() else set()
+        kept = {
+            p
+            for p in PRODUCTS
+            if p in previous
+            and p not in products
+            and p not in lp.input_columns
+            and all((plan.out_dir / p / f"{i}.png").is_file() for i in ids)
+        }
+        columns = list(lp.input_columns) + [
+            p for p in PRODUCTS if (p in products or p in kept) and p not in lp.input_columns
+        ]
         rows = []
         for frame_id, files in lp.frames:
-            res = results.get(frame_id)
-            if res is None or res.status == "failed":
-                continue  # a list never names a file that was not written
-            paths = {**files, **outputs[frame_id]}
+            if frame_id not in ids:
+                continue
+            paths = {**files, **outputs[frame_id], **{p: plan.out_dir / p / f"{frame_id}.png" for p in kept}}
             rows.append({c: paths[c] for c in columns})
         # outputs are below the list (relative paths); input files outside `out_dir` are written as
         # absolute paths, since list readers refuse `..` (read with data.allow_absolute_paths=true)
@@ -997,7 +1049,7 @@ def _run_locked(plan: PreparePlan, on_result: Callable[[FrameResult], None] | No
 
     todo = []
     for task in plan.tasks:
-        if not opts.overwrite and all(out.exists() for out in task.outputs.values()):
+        if not opts.overwrite and all(output_intact(out, p) for p, out in task.outputs.items()):
             report(FrameResult(task.id, "skipped", file=str(task.primary or "")))
         else:
             todo.append(task)
@@ -1057,7 +1109,8 @@ def _run_pool(
     queue = list(reversed(todo))
     in_flight: dict[Future, FrameTask] = {}
     # spawn: workers never inherit the parent's threads (torch/OpenMP state) and behave alike everywhere
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init) as pool:
+    pool_args = {"initializer": _worker_init, "initargs": (os.getpid(),)}
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), **pool_args) as pool:
         try:
             while queue or in_flight:
                 while queue and len(in_flight) < 4 * workers:

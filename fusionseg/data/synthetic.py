@@ -1159,7 +1159,10 @@ def _write_frame(index: int, cfg: SyntheticConfig, root: str, nthreads: int) -> 
     return index
 
 
-def _init_worker() -> None:
+def _init_worker(parent_pid: int) -> None:
+    from fusionseg.fsutil import die_with_parent
+
+    die_with_parent(parent_pid)  # a killed parent leaves no worker writing frames
     cv2.setNumThreads(1)  # one process per core already
 
 
@@ -1323,7 +1326,9 @@ def _run_pool(
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
+    ) as pool:
         pending: set[Future[int]] = {pool.submit(_write_frame, i, cfg, str(root), 1) for i in todo}
         done_count = 0
         try:

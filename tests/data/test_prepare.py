@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -130,6 +131,24 @@ def test_second_run_skips_everything(tmp_path: Path) -> None:
     assert (summary.done, summary.skipped, summary.failed) == (0, 3, 0)
     assert {p: p.stat().st_mtime_ns for p in _all_outputs(out)} == stamps
     assert len(read_list(out / "train.txt", allow_absolute=True)) == 3
+
+
+def test_rerun_with_fewer_products_keeps_the_columns_whose_files_remain(tmp_path: Path) -> None:
+    _write_dataset(tmp_path / "ds")
+    out = tmp_path / "out"
+    prepare_depth(tmp_path / "ds", out, FULL)
+    columns = ("rgb", "depth", "label", "depth_filled", "hha", "jet", "normals")
+    only_jet = dataclasses.replace(FULL, hha=False, normals=False)
+    summary = prepare_depth(tmp_path / "ds", out, only_jet)
+    assert summary.failed == 0
+    listing = read_list(out / "train.txt", allow_absolute=True)
+    assert listing.columns == columns  # hha and normals files are still there: still listed
+    assert all(f.is_file() for s in listing.samples for f in s.files.values())
+    (out / "normals" / "001.png").unlink()  # one frame lacks its normals: the column is dropped
+    prepare_depth(tmp_path / "ds", out, only_jet)
+    assert read_list(out / "train.txt", allow_absolute=True).columns == tuple(
+        c for c in columns if c != "normals"
+    )
 
 
 def test_interrupted_run_resumes_to_identical_outputs(tmp_path: Path) -> None:
@@ -384,3 +403,19 @@ def test_read_intrinsics_file_forms(tmp_path: Path) -> None:
     assert resolve_intrinsics(str(matrix)) == Intrinsics(500.0, 501.0, 320.0, 240.0)
     with pytest.raises(ConfigError, match="neither"):
         resolve_intrinsics("no-such-file")
+
+
+def test_resume_recomputes_outputs_that_are_not_whole(tmp_path: Path) -> None:
+    """A truncated HHA, an empty JET and a file of another format are not trusted on resume."""
+    _write_dataset(tmp_path / "ds")
+    out = tmp_path / "out"
+    prepare_depth(tmp_path / "ds", out, FULL)
+    good = {p: p.read_bytes() for p in _all_outputs(out)}
+    truncated, empty, grey = out / "hha" / "000.png", out / "jet" / "001.png", out / "normals" / "002.png"
+    truncated.write_bytes(good[truncated][: len(good[truncated]) // 2])
+    empty.write_bytes(b"")
+    write_png(grey, np.zeros((H, W), np.uint8))  # a whole PNG, but not a colour product
+    summary = prepare_depth(tmp_path / "ds", out, FULL)
+    assert (summary.done, summary.skipped, summary.failed) == (3, 0, 0)
+    assert {p: p.read_bytes() for p in _all_outputs(out)} == good  # recomputed bit-identically
+    assert prepare_depth(tmp_path / "ds", out, FULL).skipped == 3  # and then trusted

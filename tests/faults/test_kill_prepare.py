@@ -12,6 +12,7 @@ equal an uninterrupted run's.
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import time
@@ -122,3 +123,48 @@ def test_sigkilled_prepare_resumes_to_the_uninterrupted_result(tmp_path: Path) -
     assert meta["summary"]["failed"] == 0 and meta["summary"]["total"] == NUM_FRAMES
     assert not temp_files(out) and not (out / OutputLock.NAME).exists()
     print(f"\n{len(kills)} kills, 0 outputs lost: " + "; ".join(kills))
+
+
+def _children(pid: int) -> list[int]:
+    """Pids whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_workers_die_with_a_sigkilled_parent_and_the_rerun_completes(tmp_path: Path) -> None:
+    """SIGKILL of the parent alone (not its process group): no worker goes on writing, and the next
+    run takes the stale lock over only once they are gone, then completes the job."""
+    data = make_dataset(tmp_path / "ds", NUM_FRAMES)
+    out, log = tmp_path / "out", tmp_path / "driver.log"
+    proc = start_driver(["prepare", data, out, "--workers", 2, "--frame-sleep", FRAME_SLEEP_S], log)
+    try:
+        assert wait_for(lambda: len(_outputs(out)) > 0, proc), log.read_text()[-2000:]
+        workers = [p for p in _children(proc.pid) if _alive(p)]
+        assert len(workers) >= 2, f"expected the pool's workers, found {workers}"
+        os.kill(proc.pid, signal.SIGKILL)  # the parent only
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 10.0
+        while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not [p for p in workers if _alive(p)], "workers outlived their killed parent"
+    finally:
+        kill_group(proc)
+    summary = prepare_depth(data, out, PrepareOptions(**PREPARE_SETTINGS, workers=1))
+    assert summary.ok and summary.done + summary.skipped == NUM_FRAMES
+    assert not (out / OutputLock.NAME).exists()
