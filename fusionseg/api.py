@@ -453,6 +453,7 @@ def predict(
     on_start: Callable[[int], None] | None = None,
     on_frame: Callable[[PredictedFrame], None] | None = None,
     depth_sensor: str = "auto",
+    max_native_megapixels: float = 16.0,
 ) -> PredictSummary:
     """Segment image files of any size and write label, colour and overlay PNGs (`predict`); see
     `engine.inference.predict_files`."""
@@ -471,6 +472,7 @@ def predict(
         on_start=on_start,
         on_frame=on_frame,
         depth_sensor=depth_sensor,
+        max_native_megapixels=max_native_megapixels,
     )
 
 

@@ -70,6 +70,13 @@ def parse_modality_dirs(values: tuple[str, ...]) -> dict[str, Path]:
     "multiples of 16. Outputs always have the input's size.",
 )
 @click.option("--slide", is_flag=True, help="Cover the native-size input with training-size windows.")
+@click.option(
+    "--max-native-megapixels",
+    type=click.FloatRange(min=0.1),
+    default=16.0,
+    show_default=True,
+    help="Largest frame predicted at native size (--pad, --slide keep full-size class maps in memory).",
+)
 @click.option("--scales", default="1", show_default=True, help="Comma-separated inference scales.")
 @click.option("--flip", is_flag=True, help="Also average the horizontally flipped prediction.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
@@ -83,6 +90,7 @@ def command(
     modality_dirs: tuple[str, ...],
     resize: bool,
     slide: bool,
+    max_native_megapixels: float,
     scales: str,
     flip: bool,
     device: str,
@@ -115,6 +123,7 @@ def command(
             out_dir,
             depth_scale=depth_scale,
             depth_sensor=depth_sensor,
+            max_native_megapixels=max_native_megapixels,
             modality_dirs=dirs,
             mode=mode,
             scales=parse_scales(scales),

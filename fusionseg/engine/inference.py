@@ -714,6 +714,56 @@ def _png_bit_depth(path: Path) -> int | None:
     return None
 
 
+def _bilinear_taps(n_out: int, n_in: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Source indices (i0, i1) and weight of i1 per output position, as F.interpolate's bilinear
+    (align_corners=False): src = max(0, (dst + 0.5) * n_in / n_out - 0.5)."""
+    scale = n_in / n_out
+    src = ((torch.arange(n_out, device=device, dtype=torch.float64) + 0.5) * scale - 0.5).clamp(min=0.0)
+    i0 = src.floor().long().clamp(max=n_in - 1)
+    i1 = (i0 + 1).clamp(max=n_in - 1)
+    return i0, i1, (src - i0).float()
+
+
+def upsampled_labels(
+    probs: Tensor, size_hw: tuple[int, int], *, dtype: Any = np.uint8, band_bytes: int = 64 << 20
+) -> np.ndarray:
+    """Arg-max class of `probs` bilinearly resized to `size_hw`, computed a band of rows at a time.
+
+    The same arithmetic as `F.interpolate(probs[None], size, mode="bilinear", align_corners=False)`
+    followed by an arg-max, without holding the (C, H, W) resized maps: memory is one band of
+    `band_bytes` (default 64 MB) plus the (H, W) labels.
+
+    Args:
+        probs: (C, h, w) float class probabilities.
+        size_hw: (H, W) output size.
+        dtype: Label dtype (uint8 for up to 256 classes).
+        band_bytes: Memory of one band of resized maps.
+
+    Returns:
+        (H, W) labels of `dtype`.
+    """
+    c, h_in, w_in = probs.shape
+    h, w = size_hw
+    probs = probs.float()
+    if (h_in, w_in) == (h, w):
+        return probs.argmax(dim=0).cpu().numpy().astype(dtype)
+    ys0, ys1, wy = _bilinear_taps(h, h_in, probs.device)
+    xs0, xs1, wx = _bilinear_taps(w, w_in, probs.device)
+    labels = np.empty((h, w), dtype=dtype)
+    rows = max(1, band_bytes // max(1, c * w * 4 * 2))
+    for top in range(0, h, rows):
+        sl = slice(top, min(h, top + rows))
+        ly = wy[sl].view(1, -1, 1)
+        band = probs[:, ys0[sl]] * (1 - ly) + probs[:, ys1[sl]] * ly  # (C, rows, w_in)
+        band = band[..., xs0] * (1 - wx) + band[..., xs1] * wx  # (C, rows, W)
+        labels[sl] = band.argmax(dim=0).cpu().numpy()
+    return labels
+
+
+# frames larger than this (megapixels) are not predicted at native size (pad/slide) unless asked for
+NATIVE_MEGAPIXELS = 16.0
+
+
 def read_predict_input(
     name: str, path: Path, *, depth_scale: str | float | None, depth_sensor: str = "any"
 ) -> np.ndarray:
@@ -779,8 +829,14 @@ def predict_files(
     on_start: Callable[[int], None] | None = None,
     on_frame: Callable[[PredictedFrame], None] | None = None,
     depth_sensor: str = "auto",
+    max_native_megapixels: float = NATIVE_MEGAPIXELS,
 ) -> PredictSummary:
     """Segment image files of any size with a checkpoint and write label maps.
+
+    Memory: "resize" (the default) holds the decoded frame, its float copy, and the full-size labels
+    and colour images, never full-size class maps (`upsampled_labels` works in 64 MB bands): a 9000 x
+    11000 RGB frame predicts in 2.5 GB. "pad" and "slide" run at the native size and keep (C, H, W)
+    maps: frames above `max_native_megapixels` are refused there, naming the option.
 
     For each frame writes `labels/<id>.png` (raw class ids, 8-bit or 16-bit), `color/<id>.png`
     (palette colours) and, when an RGB image is available, `overlay/<id>.png`; all at the input's size.
@@ -800,6 +856,7 @@ def predict_files(
         on_start: Called with the number of frames. on_frame: Called after each frame.
         depth_sensor: Range depth inputs must fit (`fusionseg.data.io.DEPTH_SENSORS` key or "off");
             "auto" takes the one the checkpoint was trained with (its data.depth_sensor / dataset).
+        max_native_megapixels: Largest frame (H x W / 1e6) predicted at native size ("pad", "slide").
 
     Raises:
         CheckpointError, DataError: unreadable checkpoint or inputs (named).
@@ -846,6 +903,13 @@ def predict_files(
         if len(set(shapes.values())) > 1:
             raise DataError(f"frame {frame.id}: modality files differ in size: {shapes}")
         h, w = next(iter(shapes.values()))
+        if mode != "resize" and h * w > max_native_megapixels * 1e6:
+            raise DataError(
+                f"{frame.files[modalities[0]]}: {h}x{w} is {h * w / 1e6:.0f} megapixels, above the "
+                f"{max_native_megapixels:g} predicted at native size ({mode} keeps full-size class maps, "
+                f"about {h * w * (len(names) + 1) * 4 / 2**30:.1f} GB); use --resize, or raise "
+                "--max-native-megapixels"
+            )
         tensors = {}
         for m, array in arrays.items():
             if mode == "resize":
@@ -857,6 +921,7 @@ def predict_files(
                 mean, std = norm[m]
                 array = (array - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
             tensors[m] = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), np.float32))[None]
+        del arrays, array  # the full-size float inputs (1.2 GB for a 100-megapixel colour frame)
         tensors = inputs_to_device(tensors, dev)
         probs = predict_probs(
             model,
@@ -868,13 +933,16 @@ def predict_files(
             flip=flip,
             nearest=depth_like,
         )  # (1, C, h', w')
-        if tuple(probs.shape[-2:]) != (h, w):
-            probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
-        labels = probs.argmax(dim=1)[0].cpu().numpy()  # (H, W)
-        labels = labels.astype(np.uint8 if len(names) <= 256 else np.uint16)
+        # bilinear upsampling of the probabilities to the input's size, a band of rows at a time: the
+        # full-size (C, H, W) float maps of a 100-megapixel frame alone would take C x 400 MB
+        labels = upsampled_labels(
+            probs[0], (h, w), dtype=np.uint8 if len(names) <= 256 else np.uint16
+        )  # (H, W)
+        del tensors, probs
+        color = colorize_labels(labels, palette)
         outputs = {
             "labels": write_png(out / "labels" / f"{frame.id}.png", labels),
-            "color": write_png(out / "color" / f"{frame.id}.png", colorize_labels(labels, palette)),
+            "color": write_png(out / "color" / f"{frame.id}.png", color),
         }
         if "rgb" in frame.files:
             try:
@@ -882,7 +950,7 @@ def predict_files(
             except DataError:
                 rgb = None
             if rgb is not None and rgb.shape[:2] == (h, w):
-                blend = overlay_labels(rgb, colorize_labels(labels, palette), alpha=alpha)
+                blend = overlay_labels(rgb, color, alpha=alpha)
                 outputs["overlay"] = write_png(out / "overlay" / f"{frame.id}.png", blend)
         counts = np.bincount(labels.reshape(-1), minlength=len(names))
         fractions = {names[i]: float(c) / labels.size for i, c in enumerate(counts[: len(names)]) if c}

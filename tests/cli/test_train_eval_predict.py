@@ -312,3 +312,37 @@ def test_evaluate_refuses_overrides_it_would_ignore(trained: Path, synthetic: Pa
     assert main([*args, "--set", "model.num_classes=12"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--set model.num_classes" in err[0] and "ignore" in err[0], err
+
+
+def test_native_size_prediction_refuses_frames_over_the_budget(
+    trained: Path, shared_data: Path, tmp_path, capsys
+):
+    frame = shared_data / "kinectv2-samples/emsanet/sample_rgb.png"  # 1440x1080 = 1.6 megapixels
+    args = ["predict", "--checkpoint", str(trained / "best.pt"), str(frame), "--out", str(tmp_path / "p")]
+    capsys.readouterr()
+    assert main([*args, "--pad", "--max-native-megapixels", "1"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "2 megapixels" in err[0] and "--max-native-megapixels" in err[0], err
+
+
+@pytest.mark.slow
+def test_a_100_megapixel_frame_predicts_in_bounded_memory(trained: Path, tmp_path: Path) -> None:
+    """The issue's 9000x11000 PNG (300 KB): 6.8 GB before the banded upsampling, now under 3.5 GB."""
+    import resource
+    import subprocess
+    import sys
+
+    image = np.zeros((9000, 11000, 3), np.uint8)
+    image[:4500] = (90, 120, 160)
+    image[4500:] = (40, 110, 60)
+    assert cv2.imwrite(str(tmp_path / "huge.png"), image)
+    del image
+    code = "from fusionseg.cli import main; raise SystemExit(main())"
+    args = ["predict", "--checkpoint", str(trained / "best.pt"), str(tmp_path / "huge.png")]
+    args += ["--out", str(tmp_path / "out"), "--json"]
+    run = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # kB -> GB (Linux)
+    labels = cv2.imread(str(tmp_path / "out" / "labels" / "huge.png"), cv2.IMREAD_UNCHANGED)
+    assert labels.shape == (9000, 11000)
+    assert peak_gb < 3.5, f"peak resident memory {peak_gb:.2f} GB"
