@@ -72,3 +72,4 @@ def test_atomic_writes_get_the_mode_of_the_umask(tmp_path, umask, mode) -> None:
     finally:
         os.umask(old)
     assert (path.stat().st_mode & 0o777) == mode and (again.stat().st_mode & 0o777) == mode
+    assert (path.parent.stat().st_mode & 0o777) == 0o777 & ~umask  # the folder it made, too
