@@ -433,6 +433,9 @@ RESUME_MUTABLE_KEYS = frozenset(
         "fusion.iterations",
         "fusion.finetune_iterations",
         "fusion.time_budget_s",
+        # the experts are checked by their bytes instead (stages.check_provenance: sha256 per expert),
+        # which also catches a file replaced under the same path
+        "fusion.experts",
     }
     | {f"fusion.{f.name}" for f in dataclasses.fields(FusionConfig) if f.name.startswith("pipeline_")}
     | {f"synthetic.{f.name}" for f in dataclasses.fields(SyntheticConfig)}
