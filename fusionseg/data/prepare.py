@@ -869,16 +869,6 @@ def process_frame(task: FrameTask, ctx: _Context) -> tuple[FrameResult, list[_HH
     return FrameResult(task.id, "done", "", primary, written, time.perf_counter() - start), deferred
 
 
-def _worker_init(parent_pid: int) -> None:
-    """One OpenCV thread per worker process (the pool already uses every core); die with the parent."""
-    import cv2
-
-    from fusionseg.fsutil import die_with_parent
-
-    die_with_parent(parent_pid)
-    cv2.setNumThreads(1)
-
-
 # ----------------------------------------------------------------------------------------------------
 # Running
 # ----------------------------------------------------------------------------------------------------
@@ -1109,7 +1099,9 @@ def _run_pool(
     queue = list(reversed(todo))
     in_flight: dict[Future, FrameTask] = {}
     # spawn: workers never inherit the parent's threads (torch/OpenMP state) and behave alike everywhere
-    pool_args = {"initializer": _worker_init, "initargs": (os.getpid(),)}
+    from fusionseg.data.pool import init_worker
+
+    pool_args = {"initializer": init_worker, "initargs": (os.getpid(),)}
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), **pool_args) as pool:
         try:
             while queue or in_flight:

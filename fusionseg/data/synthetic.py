@@ -39,6 +39,7 @@ from fusionseg.config import SyntheticConfig, config_to_dict
 from fusionseg.data.datasets import SYNTHETIC
 from fusionseg.data.io import write_depth, write_png
 from fusionseg.data.listfile import write_list
+from fusionseg.data.pool import init_worker
 from fusionseg.errors import ConfigError, DataError
 from fusionseg.fsutil import atomic_write_text, ensure_writable_dir
 from fusionseg.modalities.intrinsics import Intrinsics
@@ -1159,13 +1160,6 @@ def _write_frame(index: int, cfg: SyntheticConfig, root: str, nthreads: int) -> 
     return index
 
 
-def _init_worker(parent_pid: int) -> None:
-    from fusionseg.fsutil import die_with_parent
-
-    die_with_parent(parent_pid)  # a killed parent leaves no worker writing frames
-    cv2.setNumThreads(1)  # one process per core already
-
-
 def _meta(cfg: SyntheticConfig, frames: list[FrameParams], *, complete: bool) -> dict[str, Any]:
     settings = config_to_dict(cfg)
     settings.pop("workers")
@@ -1327,7 +1321,7 @@ def _run_pool(
 
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
+        max_workers=workers, mp_context=context, initializer=init_worker, initargs=(os.getpid(),)
     ) as pool:
         pending: set[Future[int]] = {pool.submit(_write_frame, i, cfg, str(root), 1) for i in todo}
         done_count = 0
