@@ -1057,9 +1057,16 @@ def _run_locked(plan: PreparePlan, on_result: Callable[[FrameResult], None] | No
         else:
             report(res)
 
-    if workers == 1:
-        for task in todo:
-            finish(*process_frame(task, ctx))
+    if workers == 1:  # one process, one OpenCV thread, as in each pool worker (restored afterwards)
+        import cv2
+
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            for task in todo:
+                finish(*process_frame(task, ctx))
+        finally:
+            cv2.setNumThreads(threads)
     else:
         _run_pool(todo, ctx, workers, finish)
     if hha_runner is not None and pending_hha:

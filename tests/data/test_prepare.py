@@ -419,3 +419,25 @@ def test_resume_recomputes_outputs_that_are_not_whole(tmp_path: Path) -> None:
     assert (summary.done, summary.skipped, summary.failed) == (3, 0, 0)
     assert {p: p.read_bytes() for p in _all_outputs(out)} == good  # recomputed bit-identically
     assert prepare_depth(tmp_path / "ds", out, FULL).skipped == 3  # and then trusted
+
+
+def test_one_worker_runs_opencv_on_one_thread_and_restores_it(tmp_path: Path, monkeypatch) -> None:
+    """--workers 1 is the single thread it says (benchmarks rely on it); the caller's setting returns."""
+    import fusionseg.data.prepare as prepare_module
+
+    _write_dataset(tmp_path / "ds", n=2)
+    seen = []
+    real = prepare_module.process_frame
+
+    def spy(task, ctx):
+        seen.append(cv2.getNumThreads())
+        return real(task, ctx)
+
+    monkeypatch.setattr(prepare_module, "process_frame", spy)
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    try:
+        prepare_depth(tmp_path / "ds", tmp_path / "out", dataclasses.replace(FULL, workers=1))
+        assert seen == [1, 1] and cv2.getNumThreads() == 2
+    finally:
+        cv2.setNumThreads(before)
