@@ -8,6 +8,7 @@ naming the dotted path. `dump_config` writes the fully resolved config next to e
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import reprlib
 import types
@@ -480,8 +481,14 @@ def _plain_equal(a: Any, b: Any) -> bool:
 
 def _is_default(dotted: str, value: Any) -> bool:
     section, _, name = dotted.partition(".")
-    defaults = config_to_dict(RunConfig())
-    return name in defaults.get(section, {}) and _plain_equal(defaults[section][name], value)
+    defaults = _default_values().get(section, {})
+    return name in defaults and _plain_equal(defaults[name], value)
+
+
+@functools.cache
+def _default_values() -> dict[str, Any]:
+    """`config_to_dict(RunConfig())`, made once (read only)."""
+    return config_to_dict(RunConfig())
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

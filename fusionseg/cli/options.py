@@ -64,6 +64,32 @@ def refuse_ignored_overrides(overrides: tuple[str, ...], *, used: tuple[str, ...
             )
 
 
+# `fusionseg.data.io.DEPTH_SENSOR_CHOICES`, spelled here so that `--help` imports no OpenCV
+# (tests/data/test_depth_sensor.py checks the two agree)
+DEPTH_SENSOR_NAMES = ("any", "indoor", "outdoor", "off")
+
+
+def depth_sensor_option(*, auto: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add `--depth-sensor`: the range depth inputs must fit, to catch a wrong `--depth-scale`.
+
+    Args:
+        auto: What "auto" means for this verb (then it is a choice and the default); None: the
+            default is "any".
+    """
+    choices = (("auto",) if auto else ()) + DEPTH_SENSOR_NAMES
+    text = (
+        "Range depth inputs must fit, to catch a wrong --depth-scale: indoor (Kinect, RealSense), "
+        "outdoor (LiDAR, stereo), any, or off for unusual sensors"
+    )
+    return click.option(
+        "--depth-sensor",
+        type=click.Choice(choices),
+        default="auto" if auto else "any",
+        show_default=True,
+        help=f"{text}; auto = {auto}." if auto else f"{text}.",
+    )
+
+
 def checkpoint_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add the required `--checkpoint FILE` (an expert or fused-model checkpoint written by fusionseg)."""
     return click.option(

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from fusionseg.cli.evaluate import parse_scales
-from fusionseg.cli.options import checkpoint_option, json_option
+from fusionseg.cli.options import checkpoint_option, depth_sensor_option, json_option
 
 
 def parse_modality_dirs(values: tuple[str, ...]) -> dict[str, Path]:
@@ -46,14 +46,7 @@ def parse_modality_dirs(values: tuple[str, ...]) -> dict[str, Path]:
     help="Unit of 16-bit depth inputs: mm, 0.1mm, 1e-4m, kitti, m, or metres per stored unit. "
     "Required when the model reads depth from 16-bit files; never guessed.",
 )
-@click.option(
-    "--depth-sensor",
-    type=click.Choice(["auto", "any", "indoor", "outdoor", "off"]),
-    default="auto",
-    show_default=True,
-    help="Range depth inputs must fit, to catch a wrong --depth-scale: indoor (Kinect, RealSense), "
-    "outdoor (LiDAR, stereo), any, off; auto = the one the checkpoint was trained with.",
-)
+@depth_sensor_option(auto="the one the checkpoint was trained with")
 @click.option(
     "--modality-dir",
     "modality_dirs",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from fusionseg.cli.options import json_option
+from fusionseg.cli.options import depth_sensor_option, json_option
 from fusionseg.errors import FramesFailed
 
 
@@ -113,14 +113,7 @@ from fusionseg.errors import FramesFailed
     help="cuda: HHA with the batched torch back-end on the GPU (error if CUDA is unavailable).",
 )
 @click.option("--overwrite", is_flag=True, help="Recompute outputs that already exist.")
-@click.option(
-    "--depth-sensor",
-    type=click.Choice(["any", "indoor", "outdoor", "off"]),
-    default="any",
-    show_default=True,
-    help="Range every depth frame must fit, to catch a wrong --depth-scale: indoor (Kinect, RealSense), "
-    "outdoor (LiDAR, stereo), any, or off for unusual sensors.",
-)
+@depth_sensor_option()
 @json_option
 def command(
     input_path: Path,

@@ -81,6 +81,8 @@ DEPTH_SENSORS: dict[str, DepthSensor] = {
 # Frames with fewer valid pixels than this are not judged (a median of a handful of returns says little).
 MIN_PIXELS_FOR_RANGE_CHECK = 64
 DEPTH_SENSOR_CHOICES = (*DEPTH_SENSORS, "off")  # "off": no plausibility check (unusual sensors)
+# The 8 bytes every PNG file starts with.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Pixels per image above which decoding is refused (guards against decompression bombs).
 MAX_PIXELS = 100_000_000
 
@@ -141,7 +143,7 @@ def _decode(path: Path, flags: int) -> np.ndarray:
 def _header_dims_ok(data: np.ndarray) -> bool:
     """Check PNG and JPEG header dimensions before decoding (other formats are left to OpenCV's own
     limit of 2^30 pixels)."""
-    if data.size >= 24 and bytes(data[:8]) == b"\x89PNG\r\n\x1a\n":
+    if data.size >= 24 and bytes(data[:8]) == PNG_SIGNATURE:
         width = int.from_bytes(bytes(data[16:20]), "big")
         height = int.from_bytes(bytes(data[20:24]), "big")
         return width * height <= MAX_PIXELS

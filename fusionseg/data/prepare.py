@@ -739,14 +739,14 @@ class _HHAJob:
 
 def _image_size(path: Path) -> tuple[int, int]:
     """(H, W) of an image file, from the PNG header when possible (no decoding)."""
-    from fusionseg.data.io import read_image
+    from fusionseg.data.io import PNG_SIGNATURE, read_image
 
     try:
         with path.open("rb") as fh:
             head = fh.read(24)
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if len(head) == 24 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+    if len(head) == 24 and head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR":
         return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
     return read_image(path).shape[:2]
 
@@ -921,7 +921,6 @@ def _write_meta(plan: PreparePlan, results: dict[str, FrameResult] | None, secon
     return path
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk's type and CRC: the last 8 bytes of every whole PNG
 
 
@@ -942,9 +941,12 @@ def output_intact(path: Path, product: str) -> bool:
             tail = fh.read()
     except OSError:
         return False
-    if head != _PNG_SIGNATURE or tail != _PNG_END:
-        return False
     import cv2
+
+    from fusionseg.data.io import PNG_SIGNATURE
+
+    if head != PNG_SIGNATURE or tail != _PNG_END:
+        return False
 
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:

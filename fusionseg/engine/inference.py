@@ -707,9 +707,11 @@ def collect_frames(
 
 def _png_bit_depth(path: Path) -> int | None:
     """Bit depth from a PNG header (None for other formats)."""
+    from fusionseg.data.io import PNG_SIGNATURE
+
     with path.open("rb") as fh:
         head = fh.read(25)
-    if len(head) == 25 and head[:8] == b"\x89PNG\r\n\x1a\n":
+    if len(head) == 25 and head[:8] == PNG_SIGNATURE:
         return head[24]
     return None
 

@@ -1016,6 +1016,7 @@ def train_expert(
 
     check_training_size(cfg.data.height_px, cfg.data.width_px)
     spec = get_modality(modality)
+    check_init_config(cfg.model, in_channels=spec.channels)  # before any list or image is read
     meta = expert_checkpoint_meta(cfg, modality, in_channels=spec.channels)
     seed = cfg.train.seed
     train_set = build_dataset(
@@ -1024,7 +1025,6 @@ def train_expert(
     val_set = build_dataset(
         cfg.data, "val", modalities=[modality], num_classes=meta["num_classes"], seed=seed
     )
-    check_init_config(cfg.model, in_channels=spec.channels)  # before any file is read
     torch.manual_seed(seed)  # the initial weights depend on the seed only
     # a resumed run loads every weight from its checkpoint: no ImageNet init file is read
     model = initial_expert(cfg.model, in_channels=spec.channels, pretrained=not resume)

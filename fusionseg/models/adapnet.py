@@ -68,9 +68,15 @@ def check_input(x: Tensor, in_channels: int) -> None:
     if h % OUTPUT_STRIDE or w % OUTPUT_STRIDE or h == 0 or w == 0:
         raise ValueError(
             f"AdapNet++ input height and width must be positive multiples of {OUTPUT_STRIDE}, got {h}x{w} "
-            f"(resize or pad to e.g. {max(OUTPUT_STRIDE, h // OUTPUT_STRIDE * OUTPUT_STRIDE)}x"
-            f"{max(OUTPUT_STRIDE, w // OUTPUT_STRIDE * OUTPUT_STRIDE)})"
+            f"(resize or pad to e.g. {_valid_size_hint(h, w)})"
         )
+
+
+def _valid_size_hint(height_px: int, width_px: int) -> str:
+    """'HxW': the size rounded down to multiples of the output stride (at least one stride each)."""
+    h = max(OUTPUT_STRIDE, height_px // OUTPUT_STRIDE * OUTPUT_STRIDE)
+    w = max(OUTPUT_STRIDE, width_px // OUTPUT_STRIDE * OUTPUT_STRIDE)
+    return f"{h}x{w}"
 
 
 def check_training_size(height_px: int, width_px: int) -> None:
@@ -79,11 +85,10 @@ def check_training_size(height_px: int, width_px: int) -> None:
     Checked before a run folder is made: a wrong size must not surface at the first forward pass.
     """
     if min(height_px, width_px) < OUTPUT_STRIDE or height_px % OUTPUT_STRIDE or width_px % OUTPUT_STRIDE:
-        h = max(OUTPUT_STRIDE, height_px // OUTPUT_STRIDE * OUTPUT_STRIDE)
-        w = max(OUTPUT_STRIDE, width_px // OUTPUT_STRIDE * OUTPUT_STRIDE)
         raise ConfigError(
             f"data.height_px x data.width_px: {height_px}x{width_px} - must be positive multiples of "
-            f"{OUTPUT_STRIDE} (AdapNet++ output stride, adapnetpp.md §1), e.g. {h}x{w}"
+            f"{OUTPUT_STRIDE} (AdapNet++ output stride, adapnetpp.md §1), e.g. "
+            f"{_valid_size_hint(height_px, width_px)}"
         )
 
 

@@ -114,9 +114,15 @@ def test_all_missing_depth_frame_is_valid_training_input(tmp_path: Path):
 
 
 def test_cli_choices_match_the_sensor_table():
+    import typing
+
+    from fusionseg.cli.options import DEPTH_SENSOR_NAMES
     from fusionseg.cli.predict import command as predict
     from fusionseg.cli.prepare_depth import command as prepare
 
+    assert DEPTH_SENSOR_NAMES == DEPTH_SENSOR_CHOICES
     for command, extra in ((predict, ("auto",)), (prepare, ())):
         option = {p.name: p for p in command.params}["depth_sensor"]
         assert tuple(option.type.choices) == (*extra, *DEPTH_SENSOR_CHOICES), command.name
+    hints = typing.get_type_hints(DataConfig)
+    assert typing.get_args(hints["depth_sensor"]) == ("auto", *DEPTH_SENSOR_CHOICES)
