@@ -518,6 +518,8 @@ def plan_prepare(
     out_dir = Path(out_dir).expanduser().absolute()
     if not input_path.exists():
         raise DataError(f"{input_path}: input does not exist")
+    # absolute like the files found under it (a relative folder with `..` made relative_to fail)
+    input_path = input_path.absolute()
     products = options.products
     sources, meta, meta_path = _collect_sources(input_path, out_dir, options)
     _check_no_clobber(out_dir, [src.path for src in sources], input_path)

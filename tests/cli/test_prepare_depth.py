@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -167,3 +168,15 @@ def test_kitti_read_as_millimetres_fails_for_an_outdoor_sensor(
     assert main([*args, "--out", str(tmp_path / "outdoor"), "--depth-sensor", "outdoor"]) == 3
     err = capsys.readouterr().err
     assert "000000" in err and "units that would fit: kitti (median 11.7 m)" in err
+
+
+def test_relative_input_folder_with_dotdot(shared_data: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """`prepare-depth ../data/sparse_depth` as a user types it: was an internal error (relative_to)."""
+    kitti = shared_data / "kitti-object-lidar3" / "sparse_depth"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "here").mkdir()
+    relative = Path("here") / ".." / Path(os.path.relpath(kitti, tmp_path))
+    args = ["prepare-depth", str(relative), "--pattern", "000001.png", "--depth-scale", "kitti", "--jet"]
+    assert main([*args, "--out", str(tmp_path / "out"), "--workers", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["done"] == 1
+    assert (tmp_path / "out" / "jet" / "000001.png").is_file()
