@@ -253,49 +253,22 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _build_expert(payload: Mapping[str, Any]) -> nn.Module:
-    from fusionseg.config import saved_config_from_dict
-    from fusionseg.models.adapnet import build_adapnet
-
-    cfg = saved_config_from_dict(payload["config"])
-    modality = payload["modalities"][0]
-    return build_adapnet(cfg.model, in_channels=int(payload["in_channels"][modality]))
-
-
-def _build_fused(payload: Mapping[str, Any]) -> nn.Module:
-    from fusionseg.fusion.build import model_from_payload
-
-    return model_from_payload(payload)
-
-
-# checkpoint "kind" -> builder of an (untrained) model of the right shape
-MODEL_BUILDERS: dict[str, Callable[[Mapping[str, Any]], nn.Module]] = {
-    "expert": _build_expert,
-    "ssma": _build_fused,
-    "cmode": _build_fused,
-}
-
-
 def model_from_checkpoint(payload: Mapping[str, Any], *, source: str = "checkpoint") -> nn.Module:
     """Rebuild the model a checkpoint was saved from and load its weights (eval mode, on CPU).
 
     Raises:
         CheckpointError: unknown kind, or weights that do not fit the rebuilt model (names the key).
     """
-    kind = payload.get("kind")
-    builder = MODEL_BUILDERS.get(kind)  # type: ignore[arg-type]
-    if builder is None:
-        raise CheckpointError(
-            f"{source}: unknown checkpoint kind {kind!r} (known: {', '.join(MODEL_BUILDERS)})"
-        )
+    from fusionseg.registry import model_for_checkpoint
+
     # Build on the meta device: every weight is replaced by the checkpoint's, so the random (He)
     # initialisation would be wasted work (5-20 s for a fused model on 2 CPU cores).
     with torch.device("meta"):
-        model = builder(payload)
+        model = model_for_checkpoint(payload, source=source)
     load_model_state(model, payload["model"], source=source, assign=True)
     leftover = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if leftover:  # a tensor the state dict does not carry (non-persistent buffer): build for real
-        model = builder(payload)
+        model = model_for_checkpoint(payload, source=source)
         load_model_state(model, payload["model"], source=source)
     return model.eval()
 

@@ -969,7 +969,9 @@ def check_init_config(model_cfg: ModelConfig, *, in_channels: int) -> None:
         )
 
 
-def initial_expert(model_cfg: ModelConfig, *, in_channels: int, pretrained: bool = True) -> nn.Module:
+def initial_expert(
+    model_cfg: ModelConfig, *, in_channels: int, pretrained: bool = True, modality: str = "rgb"
+) -> nn.Module:
     """A new AdapNet++ expert: He init, then the ImageNet encoder init of `model.init` (§9) if set.
 
     Args:
@@ -978,6 +980,7 @@ def initial_expert(model_cfg: ModelConfig, *, in_channels: int, pretrained: bool
             BGR input, adapnetpp.md §9 optional mode).
         in_channels: Channels of the expert's modality.
         pretrained: Apply `model.init` (False when a checkpoint will overwrite every weight).
+        modality: The key the expert reads from its input mapping.
 
     Raises:
         ConfigError: inconsistent init settings. CheckpointError: unreadable or non-ResNet-50 file.
@@ -985,7 +988,7 @@ def initial_expert(model_cfg: ModelConfig, *, in_channels: int, pretrained: bool
     from fusionseg.models.adapnet import build_adapnet
 
     check_init_config(model_cfg, in_channels=in_channels)
-    model = build_adapnet(model_cfg, in_channels=in_channels)
+    model = build_adapnet(model_cfg, in_channels=in_channels, modality=modality)
     if model_cfg.init and pretrained:
         from fusionseg.backbones.init import load_imagenet_init
 
@@ -1027,7 +1030,7 @@ def train_expert(
     )
     torch.manual_seed(seed)  # the initial weights depend on the seed only
     # a resumed run loads every weight from its checkpoint: no ImageNet init file is read
-    model = initial_expert(cfg.model, in_channels=spec.channels, pretrained=not resume)
+    model = initial_expert(cfg.model, in_channels=spec.channels, pretrained=not resume, modality=modality)
     trainer = Trainer(
         model,
         forward=expert_forward(modality),

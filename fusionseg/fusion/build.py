@@ -8,11 +8,10 @@ are loaded by the training stages (`fusionseg.engine.stages`).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from torch import nn
 
-from fusionseg.config import RunConfig, saved_config_from_dict
+from fusionseg.config import RunConfig
 from fusionseg.errors import ConfigError
 from fusionseg.fusion.fused import CMoDEModel, ExpertEnsemble, FusedModel
 from fusionseg.models.adapnet import build_adapnet
@@ -67,7 +66,7 @@ def build_cmode(cfg: RunConfig, in_channels: Mapping[str, int]) -> CMoDEModel:
         raise ConfigError(
             f"fusion.cmode_pool_hw: both sizes must be >= 1, got {list(cfg.fusion.cmode_pool_hw)}"
         )
-    experts = {m: build_adapnet(cfg.model, in_channels=in_channels[m]) for m in modalities}
+    experts = {m: build_adapnet(cfg.model, in_channels=in_channels[m], modality=m) for m in modalities}
     return CMoDEModel(
         experts,
         num_classes=cfg.model.num_classes,
@@ -106,13 +105,3 @@ def build_model(
     model: nn.Module = builder(cfg, in_channels)
     assert isinstance(model, ExpertEnsemble)
     return model
-
-
-def model_from_payload(payload: Mapping[str, Any]) -> ExpertEnsemble:
-    """An untrained fused model shaped like the one a fusion checkpoint was saved from.
-
-    Args:
-        payload: A loaded checkpoint of kind "ssma" or "cmode" (its "config" and "in_channels").
-    """
-    cfg = saved_config_from_dict(payload["config"])
-    return build_model(cfg, in_channels=dict(payload["in_channels"]), scheme=str(payload["kind"]))

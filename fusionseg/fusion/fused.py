@@ -53,6 +53,11 @@ class ExpertEnsemble(nn.Module):
         """Modality names in fusion order (modality 1 first)."""
         return tuple(self.experts.keys())
 
+    @property
+    def input_channels(self) -> dict[str, int]:
+        """Modality -> input channels, the shape contract of `forward`'s mapping."""
+        return {m: int(expert.in_channels) for m, expert in self.experts.items()}
+
     def head_groups(self) -> dict[str, nn.Module]:
         """Named non-expert parts, each a parameter group (defined by subclasses)."""
         raise NotImplementedError
@@ -257,7 +262,7 @@ class CMoDEModel(ExpertEnsemble):
             {"<modality>.<tap>": (B, F, H/16, W/16)}.
         """
         images = self._ordered_inputs(inputs)
-        outs = [self.experts[m](x) for m, x in zip(self.modalities, images)]
+        outs = [self.experts[m]({m: x}) for m, x in zip(self.modalities, images)]
         features = [o.taps[self.gate_tap] for o in outs]  # N × (B, 256, H/16, W/16)
         logits = self.fusion(features, [o.logits for o in outs])  # (B, C, H, W)
         taps = {f"{m}.{self.gate_tap}": f for m, f in zip(self.modalities, features)}

@@ -153,6 +153,8 @@ class AdapNetPP(nn.Module):
         dropout: Drop probability on the block-4 unit-3 branch (§3.1; original 0.7).
         aux: Build the two aux heads (§7); their outputs appear only in training mode.
         aux_weights: Loss weights of (aux1, aux2), kept here for the loss to read (§7: 0.6, 0.5).
+        modality: The modality this expert reads; `forward` takes `{modality: tensor}` like every
+            fusionseg model (the fused ones read several keys of the same mapping).
 
     Forward returns `ExpertOutput(logits (B, C, H, W), aux, taps)`; `aux` = (aux1, aux2), each
     (B, C, H, W), in training mode with aux heads, else (); taps as `trunk.feature_info`.
@@ -168,8 +170,10 @@ class AdapNetPP(nn.Module):
         dropout: float = 0.7,
         aux: bool = True,
         aux_weights: tuple[float, float] = (0.6, 0.5),
+        modality: str = "rgb",
     ) -> None:
         super().__init__()
+        self.modality = modality
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.trunk = AdapNetTrunk(in_channels, dilations=dilations, easpp_rates=easpp_rates, dropout=dropout)
@@ -187,6 +191,16 @@ class AdapNetPP(nn.Module):
         """Shapes of the taps (same as `trunk.feature_info`)."""
         return self.trunk.feature_info
 
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The one modality this expert reads (the key `forward` looks up)."""
+        return (self.modality,)
+
+    @property
+    def input_channels(self) -> dict[str, int]:
+        """Modality -> input channels, the shape contract of `forward`'s mapping."""
+        return {self.modality: self.in_channels}
+
     def module_groups(self) -> dict[str, nn.Module]:
         """The parts of §10.1, in order: stem, block1-4, skips, easpp, decoder[, aux]."""
         enc = self.trunk.encoder
@@ -198,12 +212,20 @@ class AdapNetPP(nn.Module):
             groups["aux"] = self.aux
         return groups
 
-    def forward(self, x: Tensor) -> ExpertOutput:
-        """(B, C_in, H, W) float 0-255 (BGR order for images), H and W multiples of 16 -> `ExpertOutput`.
+    def forward(self, inputs: Mapping[str, Tensor] | Tensor) -> ExpertOutput:
+        """Segment one modality.
+
+        Args:
+            inputs: `{modality: (B, C_in, H, W)}` float 0-255 (BGR order for images), H and W multiples
+                of 16; other keys are ignored. A bare tensor is read as this expert's modality.
+
+        Returns:
+            `ExpertOutput` (class docstring).
 
         Raises:
-            ValueError: wrong rank, channel count, or H / W not multiples of 16.
+            ValueError: the modality is missing; wrong rank, channel count, or H / W not multiples of 16.
         """
+        x = select_input(inputs, self.modality)
         taps = self.trunk(x)
         out = self.decoder(taps[TAP_EASPP], taps)
         aux: tuple[Tensor, ...] = ()
@@ -212,17 +234,30 @@ class AdapNetPP(nn.Module):
         return ExpertOutput(logits=out.logits, aux=aux, taps=taps)
 
 
+def select_input(inputs: Mapping[str, Tensor] | Tensor, modality: str) -> Tensor:
+    """The tensor of `modality` in a model's input mapping (a bare tensor is taken as it)."""
+    if isinstance(inputs, Tensor):
+        return inputs
+    if modality not in inputs:
+        raise ValueError(
+            f"input for modality {modality!r} is missing (the expert reads {modality}; "
+            f"got {', '.join(inputs) or 'none'})"
+        )
+    return inputs[modality]
+
+
 def trunk_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """The trunk's entries of an `AdapNetPP` state dict, prefix removed, ready for `trunk.load_state_dict`."""
     return {k[len(TRUNK_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(TRUNK_PREFIX)}
 
 
-def build_adapnet(cfg: ModelConfig, *, in_channels: int) -> AdapNetPP:
+def build_adapnet(cfg: ModelConfig, *, in_channels: int, modality: str = "rgb") -> AdapNetPP:
     """Build an AdapNet++ expert from its config section (no file I/O: ImageNet init is separate).
 
     Args:
         cfg: The `model` config section.
         in_channels: Channels of the modality this expert reads (3 for images, 1 for raw depth).
+        modality: The key the expert reads from its input mapping.
 
     Returns:
         A freshly initialised model (He init), in channels_last memory format if `cfg.channels_last`.
@@ -248,6 +283,7 @@ def build_adapnet(cfg: ModelConfig, *, in_channels: int) -> AdapNetPP:
         dropout=cfg.dropout,
         aux=cfg.aux,
         aux_weights=cfg.aux_weights,
+        modality=modality,
     )
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)

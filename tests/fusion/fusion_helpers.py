@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pathlib import Path
 
 import cv2
@@ -24,6 +26,7 @@ class TinyTrunk(nn.Module):
 
     def __init__(self, in_channels: int = 3, skip: int = 4, deep: int = 8) -> None:
         super().__init__()
+        self.in_channels = in_channels
         self.feature_info = {
             "skip1": FeatureSpec(skip, 4),
             "skip2": FeatureSpec(skip, 8),
@@ -46,10 +49,13 @@ class TinyExpert(nn.Module):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 3) -> None:
         super().__init__()
+        self.in_channels = in_channels
         self.trunk = TinyTrunk(in_channels)
         self.head = nn.Conv2d(self.trunk.feature_info["easpp"].channels, num_classes, 1)
 
-    def forward(self, x: torch.Tensor) -> ExpertOutput:
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> ExpertOutput:
+        """`{modality: (B, C, H, W)}` with one entry, as a fused model calls its experts."""
+        (x,) = inputs.values()
         taps = self.trunk(x)
         logits = nn.functional.interpolate(self.head(taps["easpp"]), size=x.shape[-2:], mode="bilinear")
         return ExpertOutput(logits=logits, taps=taps)
