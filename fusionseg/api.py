@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from fusionseg.config import RunConfig, load_config
+from fusionseg.registry import MODEL_KINDS
 
-__all__ = ["load_config", "RunConfig"]  # each section below appends its names
+MODEL_NAMES: tuple[str, ...] = tuple(MODEL_KINDS)  # the model kinds summary, benchmark and export know
+
+__all__ = ["load_config", "RunConfig", "MODEL_NAMES"]  # each section below appends its names
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -130,30 +133,6 @@ from typing import TYPE_CHECKING  # noqa: E402
 if TYPE_CHECKING:
     from fusionseg.models.summary import ModelSummary
 
-# A summary builder: (config, input channels) -> (model, make_input(batch, height_px, width_px)).
-# Builders may build on the meta device: counts, shapes and FLOPs need no real weights.
-SummaryBuilder = Callable[[RunConfig, int], tuple[Any, Callable[[int, int, int], Any]]]
-
-
-def _summary_adapnetpp(cfg: RunConfig, in_channels: int) -> tuple[Any, Callable[[int, int, int], Any]]:
-    import torch
-
-    from fusionseg.models.adapnet import build_adapnet
-
-    with torch.device("meta"):  # shapes and FLOPs only: no weights allocated, nothing computed
-        model = build_adapnet(cfg.model, in_channels=in_channels)
-    memory_format = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
-
-    def make_input(batch: int, height_px: int, width_px: int) -> Any:
-        x = torch.zeros(batch, in_channels, height_px, width_px, device="meta")
-        return x.contiguous(memory_format=memory_format)
-
-    return model, make_input
-
-
-# Models `summarize_model` (and `fusionseg summary --model`) knows; fusion models add their entry here.
-SUMMARY_MODELS: dict[str, SummaryBuilder] = {"adapnetpp": _summary_adapnetpp}
-
 
 def summarize_model(
     model: str = "adapnetpp",
@@ -165,10 +144,13 @@ def summarize_model(
 ) -> ModelSummary:
     """Build a model from its config and summarise it (`fusionseg summary`).
 
+    Fused kinds are summarised over `cfg.data.modalities` (default rgb, depth) with their experts
+    frozen as fusion stage 2 trains them; the expert reads one `in_channels`-channel input.
+
     Args:
-        model: A key of `SUMMARY_MODELS` ("adapnetpp").
-        cfg: Run config (the model section is used); default the code defaults.
-        in_channels: Input channels of the model (3 for images, 1 for raw depth).
+        model: A key of `fusionseg.registry.MODEL_KINDS` ("adapnetpp", "ssma", "cmode").
+        cfg: Run config (the model and fusion sections are used); default the code defaults.
+        in_channels: Input channels of an expert (3 for images, 1 for raw depth).
         size_px: (H, W) of the example input, multiples of 16; None counts parameters only.
         batch_size: Batch size of the example input.
 
@@ -178,23 +160,35 @@ def summarize_model(
     Raises:
         ConfigError: unknown model, or a size that is not a positive multiple of 16.
     """
+    import torch
+
+    from fusionseg import registry
     from fusionseg.errors import ConfigError
+    from fusionseg.models.adapnet import check_size_multiple
     from fusionseg.models.summary import summarize_model as _summarize
 
-    if model not in SUMMARY_MODELS:
-        raise ConfigError(f"unknown model {model!r} (choose from: {', '.join(sorted(SUMMARY_MODELS))})")
-    if size_px is not None and (min(size_px) < 16 or size_px[0] % 16 or size_px[1] % 16):
-        raise ConfigError(
-            f"size {size_px[0]}x{size_px[1]}: height and width must be positive multiples of 16"
-        )
+    kind = registry.model_kind(model)
+    if size_px is not None:
+        check_size_multiple(*size_px, what="size_px")
     if batch_size < 1:
-        raise ConfigError(f"batch size must be >= 1, got {batch_size}")
-    net, make_input = SUMMARY_MODELS[model](cfg or RunConfig(), in_channels)
-    example = None if size_px is None else make_input(batch_size, *size_px)
+        raise ConfigError(f"batch_size: must be >= 1, got {batch_size}")
+    cfg = cfg or RunConfig()
+    channels = registry.example_channels(model, cfg)
+    if not kind.fused:
+        channels = {next(iter(channels)): in_channels}
+    with torch.device("meta"):  # shapes and FLOPs only: no weights allocated, nothing computed
+        net = registry.prepare_for_training(registry.build_model(model, cfg, channels), cfg)
+    if cfg.model.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    example = None
+    if size_px is not None:
+        example = registry.example_inputs(channels, batch_size, *size_px, device="meta")
+        if cfg.model.channels_last:
+            example = {m: x.contiguous(memory_format=torch.channels_last) for m, x in example.items()}
     return _summarize(net, example, name=model)
 
 
-__all__ += ["SUMMARY_MODELS", "summarize_model"]
+__all__ += ["summarize_model"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -343,35 +337,6 @@ def evaluate_robustness(
         **evaluate_kwargs,
     )
 
-
-def _summary_fused(scheme: str) -> SummaryBuilder:
-    """`fusionseg summary --model ssma|cmode`: the fused model over `data.modalities` (default rgb,depth)
-    with frozen experts, as in fusion stage 2."""
-
-    def build(cfg: RunConfig, in_channels: int) -> tuple[Any, Callable[[int, int, int], Any]]:
-        import dataclasses
-
-        import torch
-
-        from fusionseg.data.dataset import modality_channels
-        from fusionseg.fusion.build import build_model
-
-        modalities = tuple(cfg.data.modalities) if len(cfg.data.modalities) >= 2 else ("rgb", "depth")
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, modalities=modalities))
-        channels = {m: modality_channels(m) for m in modalities}
-        model = build_model(cfg, in_channels=channels, scheme=scheme)
-        model.freeze_experts()
-
-        def make_input(batch: int, height_px: int, width_px: int) -> Any:
-            return {m: torch.zeros(batch, c, height_px, width_px) for m, c in channels.items()}
-
-        return model, make_input
-
-    return build
-
-
-SUMMARY_MODELS["ssma"] = _summary_fused("ssma")
-SUMMARY_MODELS["cmode"] = _summary_fused("cmode")
 
 __all__ += ["train_fusion", "train_pipeline", "evaluate_robustness"]
 

@@ -137,27 +137,47 @@ def prepare_for_training(model: nn.Module, cfg: RunConfig) -> nn.Module:
     return model
 
 
+DEPTH_EXAMPLE_MAX_M = 10.0  # example raw depth spans 0-10 m (an indoor sensor's range)
+
+
 def example_inputs(
     in_channels: Mapping[str, int],
     batch: int,
     height_px: int,
     width_px: int,
     *,
+    kinds: Mapping[str, str] | None = None,
     device: torch.device | str | None = None,
     seed: int = 0,
 ) -> dict[str, torch.Tensor]:
-    """Seeded example inputs: {modality: (batch, C_m, H, W) float32 uniform in 0-255}.
+    """Seeded example inputs in each modality's training range.
 
-    On the meta device the tensors have shapes only (summaries and FLOP counts need nothing else).
+    Args:
+        in_channels: {modality: channels}, in the model's order (the order values are drawn in).
+        batch, height_px, width_px: Shape of every input.
+        kinds: {modality: "colour" | "gray" | "depth"}; default the modality registry's. Depth kinds
+            are uniform in 0-10 m, the others in 0-255.
+        device: Device of the tensors; on the meta device they have shapes only (summaries, FLOPs).
+        seed: Seed of the one generator all modalities draw from.
+
+    Returns:
+        {modality: (batch, C_m, H, W) float32}.
     """
     import torch
 
+    from fusionseg.data.dataset import get_modality
+
     device = torch.device("cpu" if device is None else device)
+    shapes = {m: (batch, int(c), height_px, width_px) for m, c in in_channels.items()}
     if device.type == "meta":
-        return {m: torch.empty(batch, c, height_px, width_px, device=device) for m, c in in_channels.items()}
+        return {m: torch.empty(shape, device=device) for m, shape in shapes.items()}
     gen = torch.Generator().manual_seed(seed)
-    shapes = {m: (batch, c, height_px, width_px) for m, c in in_channels.items()}
-    return {m: (torch.rand(s, generator=gen) * 255.0).to(device) for m, s in shapes.items()}
+    out = {}
+    for m, shape in shapes.items():
+        kind = kinds[m] if kinds is not None and m in kinds else get_modality(m).kind
+        scale = DEPTH_EXAMPLE_MAX_M if kind == "depth" else 255.0
+        out[m] = (torch.rand(shape, generator=gen) * scale).to(device)  # (B, C, H, W)
+    return out
 
 
 def model_for_checkpoint(payload: Mapping[str, Any], *, source: str = "checkpoint") -> nn.Module:

@@ -1,7 +1,7 @@
 """AdapNet++ encoder: a pre-activation ResNet-50 with multiscale residual units (adapnetpp.md §2-3).
 
-Also holds the few layer primitives every AdapNet++ part shares (BN settings, conv + BN, "he" init),
-so the heads in `fusionseg.models` build their layers exactly like the encoder.
+The layer primitives it shares with the heads and fusion blocks (BN settings, conv + BN, "he" init) are
+in `fusionseg.layers`.
 
 Module names (used by the ImageNet mapping in `backbones/init.py` and by model summaries):
 
@@ -13,7 +13,6 @@ Module names (used by the ImageNet mapping in `backbones/init.py` and by model s
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Mapping
 
@@ -22,10 +21,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from fusionseg.backbones.features import FeatureSpec
-
-# adapnetpp.md §1: moving averages with decay 0.99 (PyTorch momentum 0.01), eps 1e-5.
-BN_MOMENTUM = 0.01
-BN_EPS = 1e-5
+from fusionseg.layers import batch_norm, init_he_
 
 # ResNet-50 layout (§3): units per block, block output widths; bottleneck width = output / 4.
 BLOCK_UNITS = (3, 4, 6, 3)
@@ -49,54 +45,6 @@ RELEASED_DILATIONS: Mapping[str, tuple[int, int]] = {
     **{name: (1, 2) for name in MULTISCALE_UNITS if not name.startswith("block4")},
     **{name: (2, 2) for name in MULTISCALE_UNITS if name.startswith("block4")},
 }
-
-
-def batch_norm(channels: int) -> nn.BatchNorm2d:
-    """BatchNorm2d with the AdapNet++ settings (§1): momentum 0.01, eps 1e-5, gamma 1, beta 0."""
-    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
-
-
-def conv_bn(
-    in_channels: int,
-    out_channels: int,
-    kernel_size: int,
-    *,
-    dilation: int = 1,
-    relu: bool = True,
-) -> nn.Sequential:
-    """Conv (no bias, stride 1, symmetric "same" padding) -> BN [-> ReLU], as in §1.
-
-    Children are named `conv`, `bn` and (optionally) `relu`.
-    """
-    padding = (kernel_size - 1) // 2 * dilation
-    layers: OrderedDict[str, nn.Module] = OrderedDict(
-        conv=nn.Conv2d(
-            in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False
-        ),
-        bn=batch_norm(out_channels),
-    )
-    if relu:
-        layers["relu"] = nn.ReLU(inplace=True)
-    return nn.Sequential(layers)
-
-
-def init_he_(module: nn.Module) -> None:
-    """Apply the "he" initialisation of §1 to every conv / transposed conv inside `module`, in place.
-
-    Weights ~ normal(0, std) truncated (re-drawn in TF) at +-2 std, std = sqrt(2 / (k * k * C_in)); for a
-    transposed conv C_in is its number of *input* maps. BN layers get gamma 1, beta 0 and fresh
-    running statistics.
-    """
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            kh, kw = m.kernel_size
-            fan_in = kh * kw * m.in_channels // m.groups
-            std = math.sqrt(2.0 / fan_in)
-            nn.init.trunc_normal_(m.weight, mean=0.0, std=std, a=-2.0 * std, b=2.0 * std)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            m.reset_parameters()
 
 
 class MultiscaleConv2d(nn.Module):

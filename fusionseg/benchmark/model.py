@@ -24,10 +24,7 @@ same device in the same run (`ModelBenchmarkReport.floor`).
 
 from __future__ import annotations
 
-import gc
 import math
-import re
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,11 +36,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from fusionseg.config import RunConfig, config_from_dict
+from fusionseg.benchmark.memory import PeakMemory
+from fusionseg.config import config_from_dict
 from fusionseg.errors import ConfigError
 
 Mode = Literal["inference", "train"]
-FUSED_MODALITIES = {"rgb": 3, "hha": 3}  # what the fused models fuse here: RGB + a 3-channel depth image
 FLOOR_PEER = "deeplabv3_resnet50"
 FLOOR_SIZE_HW = (384, 768)
 
@@ -61,7 +58,8 @@ class BenchModel:
         name: Report name, e.g. "adapnetpp" or "deeplabv3_resnet50".
         source: "fusionseg", "torchvision" or "segmentation_models_pytorch".
         module: The network.
-        make_inputs: (batch, height_px, width_px) -> the model's positional argument (tensor or dict).
+        make_inputs: (batch, height_px, width_px) -> the model's argument: the `{modality: tensor}`
+            mapping of every fusionseg model (`fusionseg.registry.example_inputs`), a tensor for peers.
         loss: (model output, (B, H, W) int64 labels) -> scalar training loss.
         logits: model output -> (B, C, H, W) logits (for checks).
     """
@@ -82,55 +80,27 @@ def _images(channels: int) -> Callable[[int, int, int], Tensor]:
     return make
 
 
-def _fusionseg_loss(aux_weights: Sequence[float]) -> Callable[[Any, Tensor], Tensor]:
-    from fusionseg.engine.losses import SegmentationLoss
-
-    criterion = SegmentationLoss(aux_weights)
-    return lambda output, label: criterion(output, label).total
-
-
 def _peer_loss(output: Any, label: Tensor) -> Tensor:
     logits = output["out"] if isinstance(output, Mapping) else output
     return nn.functional.cross_entropy(logits.float(), label)
 
 
-def _bench_config(num_classes: int, scheme: str | None = None) -> RunConfig:
-    values: dict[str, Any] = {"model": {"num_classes": num_classes}}
-    if scheme is not None:
-        values["data"] = {"modalities": list(FUSED_MODALITIES)}
-        values["fusion"] = {"scheme": scheme}
-    return config_from_dict(values)
+def build_fusionseg_model(name: str, num_classes: int) -> BenchModel:
+    """A registered model kind (`fusionseg.registry`) over its example modalities, set up as it trains
+    (fused kinds with frozen experts, §A.5; aux heads active in train mode)."""
+    from fusionseg import registry
+    from fusionseg.engine.losses import SegmentationLoss
 
-
-def build_adapnetpp(num_classes: int) -> BenchModel:
-    """AdapNet++ expert on a 3-channel image (aux heads active in train mode, as in training)."""
-    from fusionseg.models.adapnet import build_adapnet
-
-    cfg = _bench_config(num_classes)
+    cfg = config_from_dict({"model": {"num_classes": num_classes}})
+    channels = registry.example_channels(name, cfg)
+    model = registry.prepare_for_training(registry.build_model(name, cfg, channels), cfg)
+    criterion = SegmentationLoss(getattr(model, "aux_weights", cfg.fusion.aux_weights))
     return BenchModel(
-        "adapnetpp",
-        "fusionseg",
-        build_adapnet(cfg.model, in_channels=3),
-        _images(3),
-        _fusionseg_loss(cfg.model.aux_weights),
-        lambda out: out.logits,
-    )
-
-
-def _build_fused(scheme: str, num_classes: int) -> BenchModel:
-    from fusionseg.fusion.build import build_model
-
-    cfg = _bench_config(num_classes, scheme)
-    model = build_model(cfg, in_channels=FUSED_MODALITIES)
-    if cfg.fusion.freeze_experts:  # train mode benchmarks the fusion stage as it trains (§A.5)
-        model.freeze_experts()
-    makers = {m: _images(c) for m, c in FUSED_MODALITIES.items()}
-    return BenchModel(
-        scheme,
+        name,
         "fusionseg",
         model,
-        lambda b, h, w: {m: make(b, h, w) for m, make in makers.items()},
-        _fusionseg_loss(cfg.fusion.aux_weights),
+        lambda b, h, w: registry.example_inputs(channels, b, h, w),
+        lambda output, label: criterion(output, label).total,
         lambda out: out.logits,
     )
 
@@ -153,14 +123,6 @@ def _smp(arch: str, name: str) -> Callable[[int], BenchModel]:
         return BenchModel(name, "segmentation_models_pytorch", net, _images(3), _peer_loss, lambda out: out)
 
     return build
-
-
-# name -> builder(num_classes); `--model` picks one of these
-MODELS: dict[str, Callable[[int], BenchModel]] = {
-    "adapnetpp": build_adapnetpp,
-    "ssma": lambda c: _build_fused("ssma", c),
-    "cmode": lambda c: _build_fused("cmode", c),
-}
 
 
 def peer_builders() -> dict[str, Callable[[int], BenchModel]]:
@@ -305,92 +267,19 @@ class ModelBenchmarkReport:
             lines.append(f"Floor ({floor['rule']}): {verdict}, speed-up x{floor['speedup']:.2f}.")
         return "\n".join(lines) + "\n"
 
+    def append_markdown(self, path: str | Path) -> Path:
+        """Append `to_markdown()` to a file (atomically; earlier sections are kept); returns the path."""
+        from fusionseg.fsutil import atomic_write_text
+
+        path = Path(path)
+        old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
+        sep = "" if old.endswith("\n\n") else ("\n" if old.endswith("\n") else "\n\n")
+        return atomic_write_text(path, old + sep + self.to_markdown())
+
 
 # ---------------------------------------------------------------------------------------------------
 # Measuring
 # ---------------------------------------------------------------------------------------------------
-
-
-class PeakMemory:
-    """Peak memory growth of a block of work on one device (see the module docstring).
-
-    On the CPU this is growth of the resident set: memory that earlier work in the same process freed
-    but the allocator kept resident can be reused without counting, so measure in a fresh process (as
-    `fusionseg benchmark model` does) for honest figures.
-
-    Usage: `meter.start()`, run the work, `meter.stop()` -> bytes of growth (or None).
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.method = ""
-        self._base = 0
-        self._peak = 0
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-
-    @staticmethod
-    def _status_kib(key: str) -> int | None:
-        try:
-            text = Path("/proc/self/status").read_text()
-        except OSError:
-            return None
-        match = re.search(rf"^{key}:\s+(\d+)\s+kB", text, re.MULTILINE)
-        return int(match.group(1)) if match else None
-
-    def _reset_hwm(self) -> bool:
-        try:
-            Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the peak-RSS counter
-        except OSError:
-            return False
-        return self._status_kib("VmHWM") is not None
-
-    def start(self) -> None:
-        """Record the baseline and start tracking the peak."""
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._base = torch.cuda.memory_allocated(self.device)
-            self.method = "CUDA max_memory_allocated"
-            return
-        rss = self._status_kib("VmRSS")
-        if rss is not None and self._reset_hwm():
-            self._base = rss * 1024
-            self.method = "CPU peak RSS (VmHWM reset via clear_refs)"
-            return
-        try:
-            import psutil
-        except ImportError:
-            self.method = ""
-            return
-        process = psutil.Process()
-        self._base = self._peak = process.memory_info().rss
-        self._stop.clear()
-
-        def sample() -> None:
-            while not self._stop.is_set():
-                self._peak = max(self._peak, process.memory_info().rss)
-                time.sleep(0.001)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-        self.method = "CPU peak RSS (psutil, sampled every 1 ms)"
-
-    def stop(self) -> int | None:
-        """Bytes of peak growth since `start` (None when no method is available)."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            return max(0, torch.cuda.max_memory_allocated(self.device) - self._base)
-        if self.method.startswith("CPU peak RSS (VmHWM"):
-            hwm = self._status_kib("VmHWM")
-            return None if hwm is None else max(0, hwm * 1024 - self._base)
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
-            return max(0, self._peak - self._base)
-        return None
 
 
 def _forward_gflops(module: nn.Module, inputs: Any) -> float | None:
@@ -509,7 +398,7 @@ def run_model_benchmark(
     """Time a fusionseg model (and, with `compare`, its peers) and measure its peak memory.
 
     Args:
-        model: A key of `MODELS` ("adapnetpp", "ssma", "cmode").
+        model: A key of `fusionseg.registry.MODEL_KINDS` ("adapnetpp", "ssma", "cmode").
         size_hw: (H, W) of the input in pixels, multiples of 16.
         batch: Images per run.
         device: "auto", "cpu", "cuda" or "cuda:N".
@@ -533,127 +422,141 @@ def run_model_benchmark(
     """
     from fusionseg.engine.inference import autocast_context, resolve_device
 
-    if model not in MODELS:
-        raise ConfigError(f"--model: {model!r} is not one of {', '.join(MODELS)}")
-    if mode not in ("inference", "train"):
-        raise ConfigError(f"mode: {mode!r} is not 'inference' or 'train'")
-    h, w = size_hw
-    if h < 16 or w < 16 or h % 16 or w % 16:
-        raise ConfigError(f"--size: {h}x{w} - height and width must be positive multiples of 16")
-    for key, value, low in (("--batch", batch, 1), ("--repeat", repeat, 1), ("--warmup", warmup, 0)):
-        if value < low:
-            raise ConfigError(f"{key}: must be >= {low}, got {value}")
-    if compile and warmup < 1:
-        raise ConfigError("--warmup: compiled models need at least one warm-up run (it compiles)")
+    _check_arguments(model, mode, size_hw, batch, repeat, warmup, compile, threads)
     dev = resolve_device(device)
     autocast_context(dev, amp)  # validates amp for the device
     previous_threads = torch.get_num_threads()
     if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"--threads: must be >= 1, got {threads}")
         torch.set_num_threads(threads)
-    builders = {model: MODELS[model]}
+    builders: dict[str, Callable[[int], BenchModel]] = {model: lambda c: build_fusionseg_model(model, c)}
     if compare:
         builders.update(peer_builders())
-    report = ModelBenchmarkReport(
-        machine=_machine(dev),
-        settings={
-            "model": model,
-            "mode": mode,
-            "size_hw": [h, w],
-            "batch": batch,
-            "device": str(dev),
-            "amp": amp,
-            "channels_last": channels_last,
-            "compile": compile,
-            "warmup": warmup,
-            "repeat": repeat,
-            "num_classes": num_classes,
-            "threads": torch.get_num_threads(),
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        },
-        command=command,
-    )
+    settings = dict(
+        model=model, mode=mode, size_hw=list(size_hw), batch=batch, device=str(dev), amp=amp,
+        channels_last=channels_last, compile=compile, warmup=warmup, repeat=repeat,
+        num_classes=num_classes, threads=torch.get_num_threads(),
+        date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    )  # fmt: skip
+    report = ModelBenchmarkReport(machine=_machine(dev), settings=settings, command=command)
+    run = dict(mode=mode, device=dev, batch=batch, size_hw=tuple(size_hw), num_classes=num_classes, amp=amp)
+    run.update(channels_last=channels_last, compile=compile)
     try:
         torch.manual_seed(0)
         runners: dict[str, _Runner] = {}
         for name, build in builders.items():
             timing = ModelTiming(name=name, source="")
             report.results.append(timing)
-            try:
-                bench = build(num_classes)
-            except Exception as exc:  # noqa: BLE001 - a peer that cannot be built is reported, not fatal
-                timing.skipped = _one_line(exc)
-                if name == model:
-                    raise
-                continue
-            timing.source = bench.source
-            net = bench.module
-            timing.params = sum(p.numel() for p in net.parameters())
-            timing.trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
-            weight_bytes = sum(t.numel() * t.element_size() for t in (*net.parameters(), *net.buffers()))
-            timing.weights_mb = weight_bytes / 2**20
-            timing.gflops = _forward_gflops(net, bench.make_inputs(batch, h, w))
-            runner = _Runner(
-                bench,
-                mode=mode,
-                device=dev,
-                batch=batch,
-                size_hw=(h, w),
-                num_classes=num_classes,
-                amp=amp,
-                channels_last=channels_last,
-                compile=compile,
-            )
-            meter = PeakMemory(dev)
-            meter.start()
-            try:
-                for _ in range(max(1, warmup)):  # at least one untimed run: memory is measured here
-                    runner()
-            except Exception as exc:  # noqa: BLE001
-                meter.stop()
-                timing.skipped = _one_line(exc)
-                if name == model:
-                    raise
-                continue
-            grown = meter.stop()
-            timing.mem_method = meter.method
-            if grown is not None:
-                timing.peak_delta_mb = grown / 2**20
-                timing.peak_mem_mb = timing.weights_mb + timing.peak_delta_mb
-            runners[name] = runner
-        times: dict[str, list[float]] = {name: [] for name in runners}
-        for _ in range(repeat):  # interleaved rounds: load changes hit every model alike
-            for name, runner in runners.items():
-                times[name].append(runner.timed())
-        for timing in report.results:
-            ms = times.get(timing.name)
-            if not ms:
-                continue
-            arr = np.asarray(ms, dtype=np.float64)
-            timing.runs = len(ms)
-            timing.median_ms = float(np.median(arr))
-            timing.p90_ms = float(np.percentile(arr, 90))
-            timing.mean_ms = float(arr.mean())
-            timing.min_ms = float(arr.min())
-            timing.fps = batch * 1e3 / timing.median_ms if timing.median_ms > 0 else math.inf
-            if on_result is not None:
-                on_result(timing)
+            runner = _prepare(build, timing, warmup=warmup, required=name == model, **run)
+            if runner is not None:
+                runners[name] = runner
+        _time_interleaved(runners, report.results, repeat=repeat, batch=batch, on_result=on_result)
         return report
     finally:
         torch.set_num_threads(previous_threads)  # leave the process as found
 
 
+def _check_arguments(
+    model: str,
+    mode: str,
+    size_hw: tuple[int, int],
+    batch: int,
+    repeat: int,
+    warmup: int,
+    compile: bool,
+    threads: int | None,
+) -> None:
+    """ConfigError naming the parameter for a value `run_model_benchmark` cannot use."""
+    from fusionseg.models.adapnet import check_size_multiple
+    from fusionseg.registry import model_kind
+
+    model_kind(model)
+    if mode not in ("inference", "train"):
+        raise ConfigError(f"mode: {mode!r} is not 'inference' or 'train'")
+    check_size_multiple(*size_hw, what="size_hw")
+    for key, value, low in (("batch", batch, 1), ("repeat", repeat, 1), ("warmup", warmup, 0)):
+        if value < low:
+            raise ConfigError(f"{key}: must be >= {low}, got {value}")
+    if compile and warmup < 1:
+        raise ConfigError("warmup: compiled models need at least one warm-up run (it compiles)")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads: must be >= 1, got {threads}")
+
+
+def _prepare(
+    build: Callable[[int], BenchModel],
+    timing: ModelTiming,
+    *,
+    warmup: int,
+    required: bool,
+    **run: Any,
+) -> _Runner | None:
+    """Build one model, fill its static figures and run its warm-up (memory is measured there).
+
+    A peer that cannot be built or run is recorded as skipped (None returned); the model under test
+    (`required`) raises instead.
+    """
+    try:
+        bench = build(run["num_classes"])
+    except Exception as exc:  # noqa: BLE001 - a peer that cannot be built is reported, not fatal
+        timing.skipped = _one_line(exc)
+        if required:
+            raise
+        return None
+    timing.source = bench.source
+    net = bench.module
+    timing.params = sum(p.numel() for p in net.parameters())
+    timing.trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    weight_bytes = sum(t.numel() * t.element_size() for t in (*net.parameters(), *net.buffers()))
+    timing.weights_mb = weight_bytes / 2**20
+    timing.gflops = _forward_gflops(net, bench.make_inputs(run["batch"], *run["size_hw"]))
+    runner = _Runner(bench, **run)
+    meter = PeakMemory(run["device"])
+    meter.start()
+    try:
+        for _ in range(max(1, warmup)):  # at least one untimed run: memory is measured here
+            runner()
+    except Exception as exc:  # noqa: BLE001
+        meter.stop()
+        timing.skipped = _one_line(exc)
+        if required:
+            raise
+        return None
+    grown = meter.stop()
+    timing.mem_method = meter.method
+    if grown is not None:
+        timing.peak_delta_mb = grown / 2**20
+        timing.peak_mem_mb = timing.weights_mb + timing.peak_delta_mb
+    return runner
+
+
+def _time_interleaved(
+    runners: Mapping[str, _Runner],
+    results: Sequence[ModelTiming],
+    *,
+    repeat: int,
+    batch: int,
+    on_result: Callable[[ModelTiming], None] | None,
+) -> None:
+    """Timed runs in interleaved rounds (load changes hit every model alike), then the statistics."""
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(repeat):
+        for name, runner in runners.items():
+            times[name].append(runner.timed())
+    for timing in results:
+        ms = times.get(timing.name)
+        if not ms:
+            continue
+        arr = np.asarray(ms, dtype=np.float64)
+        timing.runs = len(ms)
+        timing.median_ms = float(np.median(arr))
+        timing.p90_ms = float(np.percentile(arr, 90))
+        timing.mean_ms = float(arr.mean())
+        timing.min_ms = float(arr.min())
+        timing.fps = batch * 1e3 / timing.median_ms if timing.median_ms > 0 else math.inf
+        if on_result is not None:
+            on_result(timing)
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
-
-
-def append_markdown(report: ModelBenchmarkReport, path: str | Path) -> Path:
-    """Append the report's Markdown section to a file (atomically; earlier sections are kept)."""
-    from fusionseg.fsutil import atomic_write_text
-
-    path = Path(path)
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    sep = "" if old.endswith("\n\n") else ("\n" if old.endswith("\n") else "\n\n")
-    return atomic_write_text(path, old + sep + report.to_markdown())

@@ -134,6 +134,16 @@ class BenchmarkReport:
             )
         return "\n".join(lines) + "\n"
 
+    def write(self, path: str | Path) -> Path:
+        """Write the report atomically: Markdown if `path` ends in .md, else JSON; returns the path."""
+        import json
+
+        from fusionseg.fsutil import atomic_write_text
+
+        path = Path(path)
+        text = self.to_markdown() if path.suffix == ".md" else json.dumps(self.to_dict(), indent=2) + "\n"
+        return atomic_write_text(path, text)
+
 
 # ----------------------------------------------------------------------------------------------------
 # Frames

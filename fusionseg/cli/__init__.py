@@ -13,6 +13,7 @@ import traceback
 import click
 
 from fusionseg import __version__
+from fusionseg.cli.flags import flag_message, invoked_command
 from fusionseg.errors import FusionsegError
 
 # verb -> module defining a click command called `command`. A verb is listed only once it works.
@@ -80,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     except FusionsegError as exc:
         if debug:
             traceback.print_exc()
-        click.secho(f"error: {exc}", fg="red", err=True)
+        message = flag_message(str(exc), invoked_command(cli, args))
+        click.secho(f"error: {message}", fg="red", err=True)
         return exc.exit_code
     except Exception as exc:  # noqa: BLE001 - last line of defence for users
         if debug:

@@ -5,12 +5,14 @@ A click group; each benchmark is one subcommand added with `@command.command(...
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
+from fusionseg.api import MODEL_NAMES
 from fusionseg.cli.options import json_option
+
+PARAM_FLAGS = {"size_hw": "--size"}  # library parameter -> flag (fusionseg.cli.flags)
 
 
 def _default_data_dir() -> Path | None:
@@ -95,7 +97,6 @@ def preprocess(
     """
     from fusionseg import api
     from fusionseg.cli.console import err, out, print_json
-    from fusionseg.fsutil import atomic_write_text
 
     def on_timing(t) -> None:  # noqa: ANN001 - Timing
         if t.skipped:
@@ -122,12 +123,7 @@ def preprocess(
         on_timing=None if as_json else on_timing,
     )
     if out_file is not None:
-        text = (
-            report.to_markdown()
-            if out_file.suffix == ".md"
-            else json.dumps(report.to_dict(), indent=2) + "\n"
-        )
-        atomic_write_text(out_file, text)
+        report.write(out_file)
     if as_json:
         print_json(report.to_dict())
         return
@@ -182,10 +178,10 @@ def case_name(t) -> str:  # noqa: ANN001 - Timing
 @click.option(
     "--model",
     "model_name",
-    type=click.Choice(["adapnetpp", "ssma", "cmode"]),
+    type=click.Choice(MODEL_NAMES),
     default="adapnetpp",
     show_default=True,
-    help="Model to measure (fused models fuse rgb + a 3-channel depth image).",
+    help="Model to measure (fused models fuse rgb + depth).",
 )
 @click.option(
     "--size", default="384x768", show_default=True, help="HEIGHTxWIDTH in pixels (multiples of 16)."
@@ -248,7 +244,6 @@ def model(
     "AdapNet++ faster than deeplabv3_resnet50" at 384x768, batch 1.
     """
     from fusionseg import api
-    from fusionseg.benchmark.model import append_markdown
     from fusionseg.cli.console import err, out, print_json
     from fusionseg.cli.options import parse_size
 
@@ -292,7 +287,7 @@ def model(
             on_result=None if as_json else on_result,
         )
     if record is not None:
-        append_markdown(report, record)
+        report.append_markdown(record)
     if as_json:
         print_json(report.to_dict())
         return

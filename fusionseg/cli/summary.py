@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
-from fusionseg.api import SUMMARY_MODELS
+from fusionseg.api import MODEL_NAMES
 from fusionseg.cli.options import config_options, json_option, parse_size, resolve_config
+
+PARAM_FLAGS = {"size_px": "--size"}  # library parameter -> flag (fusionseg.cli.flags)
 
 
 @click.command(
@@ -21,7 +23,7 @@ from fusionseg.cli.options import config_options, json_option, parse_size, resol
 @click.option(
     "--model",
     "model_name",
-    type=click.Choice(sorted(SUMMARY_MODELS)),
+    type=click.Choice(MODEL_NAMES),
     default="adapnetpp",
     show_default=True,
     help="Which model to build.",

@@ -49,6 +49,8 @@ from torch import Tensor, nn
 from fusionseg import __version__
 from fusionseg.errors import ConfigError, FusionsegError
 from fusionseg.fsutil import atomic_write_bytes
+from fusionseg.models.adapnet import OUTPUT_STRIDE, check_size_multiple
+from fusionseg.registry import example_inputs
 
 EXPORT_FORMATS = ("onnx", "torchscript", "torch-export", "safetensors")
 # default output file suffix per format (the checkpoint's name with this suffix)
@@ -59,7 +61,7 @@ SUFFIXES = {
     "safetensors": ".safetensors",
 }
 OUTPUT_NAME = "logits"
-SIZE_MULTIPLE = 16  # adapnetpp.md §1
+SIZE_MULTIPLE = OUTPUT_STRIDE  # adapnetpp.md §1
 MAX_SIDE_PX = 8192  # upper bound of the dynamic H / W declared to torch.export
 NOISE_FACTOR = 8.0  # parity tolerance = atol + NOISE_FACTOR * PyTorch's float32 noise (module docstring)
 
@@ -67,23 +69,22 @@ NOISE_FACTOR = 8.0  # parity tolerance = atol + NOISE_FACTOR * PyTorch's float32
 class LogitsOnly(nn.Module):
     """Make any fusionseg model a function of positional tensors returning plain logits.
 
+    Graph formats name inputs by position, so the wrapper turns them back into the mapping every
+    fusionseg model takes (`model({modality: x}) -> ExpertOutput`).
+
     Args:
-        model: An expert (`forward(x) -> ExpertOutput`) or fused model (`forward({modality: x})`).
+        model: Any registered model kind (`fusionseg.registry`).
         modalities: Input names in the order of the positional arguments (the model's order).
-        fused: Whether `model` takes a dict of modalities.
     """
 
-    def __init__(self, model: nn.Module, modalities: Sequence[str], *, fused: bool) -> None:
+    def __init__(self, model: nn.Module, modalities: Sequence[str]) -> None:
         super().__init__()
         self.model = model
         self.modalities = tuple(modalities)
-        self.fused = fused
 
     def forward(self, *inputs: Tensor) -> Tensor:
         """One (B, C_m, H, W) float tensor per modality -> (B, num_classes, H, W) logits."""
-        if self.fused:
-            return self.model(dict(zip(self.modalities, inputs))).logits
-        return self.model(inputs[0]).logits
+        return self.model(dict(zip(self.modalities, inputs))).logits
 
 
 @dataclass(frozen=True)
@@ -207,8 +208,7 @@ def default_output_path(checkpoint: str | Path, format: str) -> Path:
 
 def _check_size(size_hw: tuple[int, int], what: str) -> tuple[int, int]:
     h, w = (int(v) for v in size_hw)
-    if h < SIZE_MULTIPLE or w < SIZE_MULTIPLE or h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
-        raise ConfigError(f"{what}: {h}x{w} - height and width must be positive multiples of {SIZE_MULTIPLE}")
+    check_size_multiple(h, w, what=what)
     return h, w
 
 
@@ -224,16 +224,14 @@ def _trained_size(payload: Mapping[str, Any]) -> tuple[int, int]:
 def _example_inputs(
     payload: Mapping[str, Any], batch: int, size_hw: tuple[int, int], seed: int
 ) -> tuple[Tensor, ...]:
-    """Seeded inputs in each modality's training range: 0-255 images, 0-10 m raw depth, normalised
-    where the checkpoint normalises."""
-    gen = torch.Generator().manual_seed(seed)
-    kinds = payload.get("modality_kind") or {}
+    """Seeded inputs in each modality's training range (`registry.example_inputs`: 0-255 images,
+    0-10 m raw depth), normalised where the checkpoint normalises."""
+    channels = {m: int(payload["in_channels"][m]) for m in payload["modalities"]}
+    kinds = dict(payload.get("modality_kind") or {})
+    examples = example_inputs(channels, batch, *size_hw, kinds=kinds, seed=seed)
     norm = payload.get("normalization") or {}
     tensors = []
-    for name in payload["modalities"]:
-        channels = int(payload["in_channels"][name])
-        scale = 10.0 if kinds.get(name) == "depth" else 255.0
-        x = torch.rand(batch, channels, *size_hw, generator=gen) * scale  # (B, C, H, W)
+    for name, x in examples.items():
         if name in norm:
             mean, std = (torch.tensor(v, dtype=torch.float32)[None, :, None, None] for v in norm[name])
             x = (x - mean) / std
@@ -422,7 +420,7 @@ def export_model(
     kind = str(payload.get("kind"))
     modalities = list(payload["modalities"])
     size_hw = _check_size(size if size is not None else _trained_size(payload), "--size")
-    wrapper = LogitsOnly(model, modalities, fused=kind != "expert").eval()
+    wrapper = LogitsOnly(model, modalities).eval()
     notes: list[str] = []
     dynamic_hw = format != "safetensors"
     if format == "onnx" and _pools_to_fixed_grid(model):
@@ -431,51 +429,15 @@ def export_model(
             "spatial size fixed at export size: adaptive pooling to a fixed grid (CMoDE reference gates) "
             "has no dynamic-size ONNX form; use cmode_gate=light for a size-independent graph"
         )
-    meta = {
-        "fusionseg_version": __version__,
-        "kind": kind,
-        "modalities": json.dumps(modalities),
-        "in_channels": json.dumps({m: int(payload["in_channels"][m]) for m in modalities}),
-        "num_classes": str(int(payload["num_classes"])),
-        "class_names": json.dumps(list(payload.get("class_names") or [])),
-        "normalization": json.dumps(payload.get("normalization") or {}),
-        "input_size_hw": json.dumps(list(_trained_size(payload))),
-        "input_range": "0-255 images (BGR), metres for raw depth, then the normalization above",
-    }
+    meta = _export_metadata(payload, kind, modalities)
     example = _example_inputs(payload, 2 if format == "torch-export" else 1, size_hw, seed=0)
-    try:
-        with torch.no_grad():
-            if format == "onnx":
-                data = _onnx_bytes(wrapper, example, opset=opset, dynamic_hw=dynamic_hw, meta=meta)
-            elif format == "torchscript":
-                data = _torchscript_bytes(wrapper, example)
-            elif format == "torch-export":
-                data = _torch_export_bytes(wrapper, example, dynamic_hw=dynamic_hw)
-            else:
-                data = _safetensors_bytes(model, {**meta, "config": json.dumps(payload.get("config") or {})})
-    except FusionsegError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - exporter internals raise many types; report one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FusionsegError(f"{checkpoint}: {format} export failed: {first[:300]}") from exc
+    data = _serialise(
+        format, model, wrapper, example, payload, meta, opset=opset, dynamic_hw=dynamic_hw, source=checkpoint
+    )
     atomic_write_bytes(out_path, data)
-
     checks: list[ParityCheck] = []
     if verify:
-        try:
-            checks = _verify(format, data, model, wrapper, payload, size_hw, dynamic_hw, atol=atol)
-        except Exception:
-            out_path.unlink(missing_ok=True)
-            raise
-        bad = [c for c in checks if not c.ok]
-        if bad:
-            out_path.unlink(missing_ok=True)
-            c = bad[0]
-            where = f" at batch {c.batch}, {c.size_hw[0]}x{c.size_hw[1]}" if c.size_hw else ""
-            raise FusionsegError(
-                f"{out_path}: exported {format} model differs from PyTorch{where}: max |diff| "
-                f"{c.max_abs_diff:.3g} > tolerance {c.tolerance:.3g}; file removed"
-            )
+        checks = _verify_or_remove(format, data, model, wrapper, payload, size_hw, dynamic_hw, out_path, atol)
     return ExportReport(
         checkpoint=checkpoint,
         out=out_path,
@@ -492,6 +454,79 @@ def export_model(
         seconds=time.perf_counter() - t0,
         notes=tuple(notes),
     )
+
+
+def _export_metadata(payload: Mapping[str, Any], kind: str, modalities: Sequence[str]) -> dict[str, str]:
+    """The string metadata stored in an exported file (ONNX metadata_props, safetensors header)."""
+    return {
+        "fusionseg_version": __version__,
+        "kind": kind,
+        "modalities": json.dumps(list(modalities)),
+        "in_channels": json.dumps({m: int(payload["in_channels"][m]) for m in modalities}),
+        "num_classes": str(int(payload["num_classes"])),
+        "class_names": json.dumps(list(payload.get("class_names") or [])),
+        "normalization": json.dumps(payload.get("normalization") or {}),
+        "input_size_hw": json.dumps(list(_trained_size(payload))),
+        "input_range": "0-255 images (BGR), metres for raw depth, then the normalization above",
+    }
+
+
+def _serialise(
+    format: str,
+    model: nn.Module,
+    wrapper: LogitsOnly,
+    example: tuple[Tensor, ...],
+    payload: Mapping[str, Any],
+    meta: Mapping[str, str],
+    *,
+    opset: int,
+    dynamic_hw: bool,
+    source: Path,
+) -> bytes:
+    """The exported file's bytes; exporter failures become one-line `FusionsegError`s."""
+    try:
+        with torch.no_grad():
+            if format == "onnx":
+                return _onnx_bytes(wrapper, example, opset=opset, dynamic_hw=dynamic_hw, meta=meta)
+            if format == "torchscript":
+                return _torchscript_bytes(wrapper, example)
+            if format == "torch-export":
+                return _torch_export_bytes(wrapper, example, dynamic_hw=dynamic_hw)
+            return _safetensors_bytes(model, {**meta, "config": json.dumps(payload.get("config") or {})})
+    except FusionsegError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - exporter internals raise many types; report one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FusionsegError(f"{source}: {format} export failed: {first[:300]}") from exc
+
+
+def _verify_or_remove(
+    format: str,
+    data: bytes,
+    model: nn.Module,
+    wrapper: LogitsOnly,
+    payload: Mapping[str, Any],
+    size_hw: tuple[int, int],
+    dynamic_hw: bool,
+    out_path: Path,
+    atol: float,
+) -> list[ParityCheck]:
+    """Run the parity checks; on failure (or a failing check) remove the written file and raise."""
+    try:
+        checks = _verify(format, data, model, wrapper, payload, size_hw, dynamic_hw, atol=atol)
+    except Exception:
+        out_path.unlink(missing_ok=True)
+        raise
+    bad = [c for c in checks if not c.ok]
+    if bad:
+        out_path.unlink(missing_ok=True)
+        c = bad[0]
+        where = f" at batch {c.batch}, {c.size_hw[0]}x{c.size_hw[1]}" if c.size_hw else ""
+        raise FusionsegError(
+            f"{out_path}: exported {format} model differs from PyTorch{where}: max |diff| "
+            f"{c.max_abs_diff:.3g} > tolerance {c.tolerance:.3g}; file removed"
+        )
+    return checks
 
 
 def _verify(

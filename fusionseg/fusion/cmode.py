@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from fusionseg.fusion.ssma import init_fusion_
+from fusionseg.layers import init_fusion_
 
 GateMode = Literal["reference", "light"]
 

@@ -11,37 +11,15 @@ N = 2 this is exactly the block of §A.1.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from fusionseg.backbones.resnet import batch_norm, init_he_
+from fusionseg.layers import batch_norm, init_fusion_
 
 Projection = Literal["1x1-bn", "3x3"]
-
-BIAS_INIT = 0.01  # ssma-cmode.md §A.1 and §B.1: every bias of the fusion layers starts at 0.01
-
-
-def init_fusion_(module: nn.Module) -> None:
-    """Initialise freshly built fusion layers in place: He weights, biases 0.01 (§A.1, §B.1).
-
-    Convs, transposed convs and BN layers follow the AdapNet++ "he" rule (`init_he_`, adapnetpp.md §1);
-    linear layers (CMoDE gates) get the same truncated normal with std sqrt(2 / in_features). Every bias
-    is then set to 0.01.
-
-    Args:
-        module: Root of the layers to initialise (included).
-    """
-    init_he_(module)
-    for layer in module.modules():
-        if isinstance(layer, nn.Linear):
-            std = math.sqrt(2.0 / layer.in_features)
-            nn.init.trunc_normal_(layer.weight, mean=0.0, std=std, a=-2.0 * std, b=2.0 * std)
-        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) and layer.bias is not None:
-            nn.init.constant_(layer.bias, BIAS_INIT)
 
 
 class SSMA(nn.Module):

@@ -21,15 +21,10 @@ import torch
 from torch import Tensor, nn
 
 from fusionseg.backbones.features import FeatureSpec
-from fusionseg.backbones.resnet import (
-    MULTISCALE_UNITS,
-    RELEASED_DILATIONS,
-    MultiscaleResNet50,
-    conv_bn,
-    init_he_,
-)
+from fusionseg.backbones.resnet import MULTISCALE_UNITS, RELEASED_DILATIONS, MultiscaleResNet50
 from fusionseg.config import ModelConfig
 from fusionseg.errors import ConfigError
+from fusionseg.layers import conv_bn, init_he_
 from fusionseg.models.decoder import DECODER_SKIPS, AuxHeads, Decoder
 from fusionseg.models.easpp import EASPP
 from fusionseg.models.output import ExpertOutput
@@ -65,7 +60,7 @@ def check_input(x: Tensor, in_channels: int) -> None:
     if x.shape[1] != in_channels:
         raise ValueError(f"AdapNet++ input has {x.shape[1]} channels, the model was built for {in_channels}")
     h, w = x.shape[-2:]
-    if h % OUTPUT_STRIDE or w % OUTPUT_STRIDE or h == 0 or w == 0:
+    if not is_valid_size(h, w):
         raise ValueError(
             f"AdapNet++ input height and width must be positive multiples of {OUTPUT_STRIDE}, got {h}x{w} "
             f"(resize or pad to e.g. {_valid_size_hint(h, w)})"
@@ -79,17 +74,34 @@ def _valid_size_hint(height_px: int, width_px: int) -> str:
     return f"{h}x{w}"
 
 
+def is_valid_size(height_px: int, width_px: int) -> bool:
+    """The one size rule of every fusionseg model: H and W positive multiples of 16 (§1)."""
+    return min(height_px, width_px) >= OUTPUT_STRIDE and not (
+        height_px % OUTPUT_STRIDE or width_px % OUTPUT_STRIDE
+    )
+
+
+def check_size_multiple(height_px: int, width_px: int, *, what: str) -> None:
+    """Refuse a size the networks cannot take: ConfigError naming `what` (the parameter or key).
+
+    Args:
+        height_px, width_px: The size asked for.
+        what: The parameter or config key that holds it, e.g. "size" or "data.height_px x data.width_px".
+    """
+    if not is_valid_size(height_px, width_px):
+        raise ConfigError(
+            f"{what}: {height_px}x{width_px} - height and width must be positive multiples of "
+            f"{OUTPUT_STRIDE} (AdapNet++ output stride, adapnetpp.md §1), e.g. "
+            f"{_valid_size_hint(height_px, width_px)}"
+        )
+
+
 def check_training_size(height_px: int, width_px: int) -> None:
     """Refuse a training size the network cannot take (ConfigError naming data.height_px/width_px).
 
     Checked before a run folder is made: a wrong size must not surface at the first forward pass.
     """
-    if min(height_px, width_px) < OUTPUT_STRIDE or height_px % OUTPUT_STRIDE or width_px % OUTPUT_STRIDE:
-        raise ConfigError(
-            f"data.height_px x data.width_px: {height_px}x{width_px} - must be positive multiples of "
-            f"{OUTPUT_STRIDE} (AdapNet++ output stride, adapnetpp.md §1), e.g. "
-            f"{_valid_size_hint(height_px, width_px)}"
-        )
+    check_size_multiple(height_px, width_px, what="data.height_px x data.width_px")
 
 
 class AdapNetTrunk(nn.Module):

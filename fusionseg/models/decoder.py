@@ -15,8 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from fusionseg.backbones.resnet import batch_norm, conv_bn, init_he_
-from fusionseg.models.easpp import PooledBatchNorm2d
+from fusionseg.layers import PooledBatchNorm2d, batch_norm, conv_bn, init_he_
 
 # Skip taps the decoder consumes, coarse to fine: D2 concatenates skip2 (stride 8), D4 skip1 (stride 4).
 DECODER_SKIPS = ("skip2", "skip1")

@@ -8,29 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from fusionseg.backbones.resnet import BN_EPS, BN_MOMENTUM, conv_bn, init_he_
-
-
-class PooledBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm2d for globally pooled (B, C, 1, 1) maps that also trains at batch size 1.
-
-    §5 batch-size caveat: on a 1x1 map the batch statistics are over B values only. With B = 1 the
-    original normalises every channel to beta (zero variance) and PyTorch raises in training mode.
-    Here a training batch holding one value per channel is normalised with the *running* statistics,
-    which it leaves unchanged (gamma and beta still receive gradients); every other case is plain BN.
-    The SSMA decoder gates (ssma-cmode.md §A.3) have the same caveat and reuse this class.
-    """
-
-    def __init__(self, num_features: int) -> None:
-        super().__init__(num_features, eps=BN_EPS, momentum=BN_MOMENTUM)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, C, H, W) -> same shape."""
-        if self.training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
-            return F.batch_norm(
-                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
-            )
-        return super().forward(x)
+from fusionseg.layers import PooledBatchNorm2d, conv_bn, init_he_
 
 
 class ImagePooling(nn.Module):

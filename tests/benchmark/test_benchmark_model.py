@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fusionseg.benchmark.model import ModelBenchmarkReport, ModelTiming, append_markdown
+from fusionseg.benchmark.model import ModelBenchmarkReport, ModelTiming
 from fusionseg.cli import main
 
 TINY = ["--size", "64x128", "--warmup", "1", "--repeat", "2", "--device", "cpu", "--threads", "1"]
@@ -86,7 +86,7 @@ def test_cpu_peak_memory_sees_an_allocation() -> None:
 
     code = (
         "import torch\n"
-        "from fusionseg.benchmark.model import PeakMemory\n"
+        "from fusionseg.benchmark.memory import PeakMemory\n"
         "meter = PeakMemory(torch.device('cpu'))\n"
         "meter.start()\n"
         "block = torch.ones(64, 1024, 1024)  # 256 MiB, touched\n"
@@ -118,6 +118,6 @@ def test_append_markdown_creates_the_file(tmp_path: Path) -> None:
     report = ModelBenchmarkReport(
         {"cpu": "cpu", "cores": 2}, settings, "fusionseg benchmark model", [_timing("ssma", 5.0)]
     )
-    path = append_markdown(report, tmp_path / "new.md")
+    path = report.append_markdown(tmp_path / "new.md")
     text = path.read_text()
     assert text.startswith("# Benchmark results\n") and "| ssma | x |" in text

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from fusionseg.backbones.resnet import MULTISCALE_UNITS, Bottleneck, MultiscaleConv2d, MultiscaleResNet50
 from fusionseg.config import ModelConfig
 from fusionseg.errors import ConfigError
+from fusionseg.layers import PooledBatchNorm2d
 from fusionseg.models.adapnet import (
     DILATION_PRESETS,
     AdapNetPP,
@@ -21,7 +22,7 @@ from fusionseg.models.adapnet import (
     trunk_state_dict,
 )
 from fusionseg.models.decoder import Decoder
-from fusionseg.models.easpp import EASPP, PooledBatchNorm2d
+from fusionseg.models.easpp import EASPP
 from fusionseg.models.output import ExpertOutput
 from fusionseg.models.summary import summarize_model
 
