@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from fusionseg.config import RunConfig, load_config
+from fusionseg.engine.export_formats import EXPORT_FORMATS
 from fusionseg.registry import MODEL_KINDS
 
 MODEL_NAMES: tuple[str, ...] = tuple(MODEL_KINDS)  # the model kinds summary, benchmark and export know
 
-__all__ = ["load_config", "RunConfig", "MODEL_NAMES"]  # each section below appends its names
+# each section below appends its names
+__all__ = ["load_config", "RunConfig", "MODEL_NAMES", "EXPORT_FORMATS"]
 
 
 # ---------------------------------------------------------------------------------------------------

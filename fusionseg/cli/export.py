@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
+from fusionseg.api import EXPORT_FORMATS
 from fusionseg.cli.options import checkpoint_option, json_option
-
-FORMATS = ("onnx", "torchscript", "torch-export", "safetensors")  # engine.export.EXPORT_FORMATS
 
 
 @click.command(
@@ -23,7 +22,7 @@ FORMATS = ("onnx", "torchscript", "torch-export", "safetensors")  # engine.expor
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(FORMATS),
+    type=click.Choice(EXPORT_FORMATS),
     default="onnx",
     show_default=True,
     help="onnx (inputs named after the modalities, dynamic batch/H/W), torchscript, torch-export "

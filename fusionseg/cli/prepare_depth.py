@@ -169,19 +169,7 @@ def command(
         depth_sensor=depth_sensor,
     )
     bar = progress()
-    state: dict[str, float] = {"start": 0.0, "done": 0}
-
-    def on_plan(plan) -> None:  # noqa: ANN001 - PreparePlan
-        state["task"] = bar.add_task("prepare-depth", total=len(plan.tasks), rate="")
-        state["start"] = time.perf_counter()
-        bar.start()
-
-    def on_result(result) -> None:  # noqa: ANN001 - FrameResult
-        if result.status == "done":
-            state["done"] += 1
-        elapsed = max(time.perf_counter() - state["start"], 1e-9)
-        bar.update(state["task"], advance=1, rate=f"{state['done'] / elapsed:.1f} frames/s")
-
+    on_plan, on_result = _progress_callbacks(bar)
     try:
         summary = api.prepare_depth(
             input_path,
@@ -205,6 +193,24 @@ def command(
             f"{summary.failed} of {summary.total} frames failed (listed above and in {summary.meta_path}); "
             "the other outputs are complete, fix the inputs and rerun to resume"
         )
+
+
+def _progress_callbacks(bar):  # noqa: ANN001, ANN202 - rich Progress -> (on_plan, on_result)
+    """The job's plan and per-frame callbacks, driving one progress task with a frames/s rate."""
+    state: dict[str, float] = {"start": 0.0, "done": 0}
+
+    def on_plan(plan) -> None:  # noqa: ANN001 - PreparePlan
+        state["task"] = bar.add_task("prepare-depth", total=len(plan.tasks), rate="")
+        state["start"] = time.perf_counter()
+        bar.start()
+
+    def on_result(result) -> None:  # noqa: ANN001 - FrameResult
+        if result.status == "done":
+            state["done"] += 1
+        elapsed = max(time.perf_counter() - state["start"], 1e-9)
+        bar.update(state["task"], advance=1, rate=f"{state['done'] / elapsed:.1f} frames/s")
+
+    return on_plan, on_result
 
 
 def _render(summary, out, err) -> None:  # noqa: ANN001 - PrepareSummary, rich consoles

@@ -47,19 +47,12 @@ import torch
 from torch import Tensor, nn
 
 from fusionseg import __version__
+from fusionseg.engine.export_formats import EXPORT_FORMATS, SUFFIXES
 from fusionseg.errors import ConfigError, FusionsegError
 from fusionseg.fsutil import atomic_write_bytes
 from fusionseg.models.adapnet import OUTPUT_STRIDE, check_size_multiple
 from fusionseg.registry import example_inputs
 
-EXPORT_FORMATS = ("onnx", "torchscript", "torch-export", "safetensors")
-# default output file suffix per format (the checkpoint's name with this suffix)
-SUFFIXES = {
-    "onnx": ".onnx",
-    "torchscript": ".torchscript.pt",
-    "torch-export": ".pt2",
-    "safetensors": ".safetensors",
-}
 OUTPUT_NAME = "logits"
 SIZE_MULTIPLE = OUTPUT_STRIDE  # adapnetpp.md §1
 MAX_SIDE_PX = 8192  # upper bound of the dynamic H / W declared to torch.export
@@ -409,9 +402,9 @@ def export_model(
     from fusionseg.engine.inference import load_for_inference
 
     if format not in EXPORT_FORMATS:
-        raise ConfigError(f"--format: {format!r} is not one of {', '.join(EXPORT_FORMATS)}")
+        raise ConfigError(f"format: {format!r} is not one of {', '.join(EXPORT_FORMATS)}")
     if format == "safetensors" and not safetensors_available():
-        raise ConfigError("--format safetensors needs the safetensors package (pip install safetensors)")
+        raise ConfigError("format: safetensors needs the safetensors package (pip install safetensors)")
     t0 = time.perf_counter()
     checkpoint = Path(checkpoint)
     out_path = Path(out) if out is not None else default_output_path(checkpoint, format)
@@ -419,7 +412,7 @@ def export_model(
     model = model.float().eval()
     kind = str(payload.get("kind"))
     modalities = list(payload["modalities"])
-    size_hw = _check_size(size if size is not None else _trained_size(payload), "--size")
+    size_hw = _check_size(size if size is not None else _trained_size(payload), "size")
     wrapper = LogitsOnly(model, modalities).eval()
     notes: list[str] = []
     dynamic_hw = format != "safetensors"

@@ -167,6 +167,33 @@ def _round_to_uint8(values: Tensor) -> Tensor:
     return rounded.to(torch.uint8)
 
 
+def _moments(z: Tensor, missing: Tensor, x_over_z: Tensor, y_over_z: Tensor) -> Tensor:
+    """§3.3 steps 1-2: per-pixel terms of a.a^T and a.t, a = (X/Z, Y/Z, 1), t = 1/Z; 0 if missing.
+
+    Args:
+        z: (B, H, W) depth in cm; missing: (B, H, W) bool; x_over_z: (B, 1, W); y_over_z: (B, H, 1).
+
+    Returns:
+        (B, 9, H, W): xx, xy, x, yy, y, 1, x/Z, y/Z, 1/Z (each times the valid mask).
+    """
+    one = (~missing).to(torch.float64)  # (B, H, W)
+    inv_z = torch.where(missing, torch.zeros_like(z), 1.0 / torch.where(missing, 1.0, z))
+    return torch.stack(
+        [
+            one * (x_over_z * x_over_z),
+            one * (x_over_z * y_over_z),
+            one * x_over_z,
+            one * (y_over_z * y_over_z),
+            one * y_over_z,
+            one,
+            inv_z * x_over_z,
+            inv_z * y_over_z,
+            inv_z,
+        ],
+        dim=1,
+    )  # (B, 9, H, W)
+
+
 def hha_torch(
     depth_m: Tensor,
     intrinsics: Intrinsics | Sequence[Intrinsics],
@@ -214,25 +241,7 @@ def hha_torch(
     v = torch.arange(height, dtype=torch.float64, device=device)[None, :, None]  # (1, H, 1)
     points = torch.stack([(u - cx) * z / fx, (v - cy) * z / fy, z], dim=1)  # (B, 3, H, W)
 
-    # §3.3 steps 1-2: per-pixel terms of a.a^T and a.t, a = (X/Z, Y/Z, 1), t = 1/Z; 0 if missing
-    x_over_z = (u - cx) / fx  # (B, 1, W)
-    y_over_z = (v - cy) / fy  # (B, H, 1)
-    one = (~missing).to(torch.float64)  # (B, H, W)
-    inv_z = torch.where(missing, torch.zeros_like(z), 1.0 / torch.where(missing, 1.0, z))
-    moments = torch.stack(
-        [
-            one * (x_over_z * x_over_z),
-            one * (x_over_z * y_over_z),
-            one * x_over_z,
-            one * (y_over_z * y_over_z),
-            one * y_over_z,
-            one,
-            inv_z * x_over_z,
-            inv_z * y_over_z,
-            inv_z,
-        ],
-        dim=1,
-    )  # (B, 9, H, W)
+    moments = _moments(z, missing, (u - cx) / fx, (v - cy) / fy)  # (B, 9, H, W)
     normals, normals_gravity = (_normals(moments, r, points) for r in NORMAL_RADII_PX)
     gravity = _gravity(normals_gravity)  # (B, 3), §3.4 from the 21x21 normals
 
