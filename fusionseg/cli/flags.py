@@ -1,10 +1,12 @@
 """Library errors speak in parameter names; the CLI shows them as the verb's flags.
 
 `api.export_model(format="x")` says `format: 'x' is not one of ...` to a notebook user; `fusionseg
-export --format x` must say `--format: ...`. `flag_message` rewrites the leading `name:` of an error
-message into the flag of the verb that was run: a click option whose parameter name is `name`, or one
-the verb's module maps it to in its `PARAM_FLAGS` (e.g. `{"size_hw": "--size"}`). Dotted config keys
-(`data.height_px: ...`) are what `--set` takes and stay as they are.
+export --format x` must say `--format: ...`. The library writes a parameter name either at the start
+of a message (`name: ...`) or in backquotes anywhere (``pass `depth_scale` with the file's unit``);
+`flag_message` rewrites both into the flag of the verb that was run: a click option whose parameter
+name is `name`, or one the verb's module maps it to in its `PARAM_FLAGS` (e.g. `{"size_hw":
+"--size"}`). Names the verb has no flag for, and dotted config keys (`data.height_px: ...`, what
+`--set` takes), stay as they are.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Mapping, Sequence
 import click
 
 _LEADING_NAME = re.compile(r"^([a-z][a-z0-9_]*)(?=: )")
+_QUOTED_NAME = re.compile(r"`([a-z][a-z0-9_]*)`")
 
 
 def invoked_command(root: click.Group, args: Sequence[str]) -> click.Command:
@@ -50,9 +53,9 @@ def param_flags(command: click.Command) -> dict[str, str]:
 
 
 def flag_message(message: str, command: click.Command) -> str:
-    """`message` with its leading parameter name replaced by `command`'s flag for it, if it has one."""
+    """`message` with its leading and backquoted parameter names replaced by `command`'s flags."""
+    flags = param_flags(command)
     match = _LEADING_NAME.match(message)
-    if match is None:
-        return message
-    flag = param_flags(command).get(match.group(1))
-    return message if flag is None else flag + message[match.end() :]
+    if match is not None and match.group(1) in flags:
+        message = flags[match.group(1)] + message[match.end() :]
+    return _QUOTED_NAME.sub(lambda m: flags.get(m.group(1), m.group(0)), message)
