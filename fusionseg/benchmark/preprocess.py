@@ -169,7 +169,7 @@ def synthetic_frames(width: int, height: int, *, seed: int = 0) -> list[BenchFra
         seed: Seed of the hole pattern and the colour noise.
     """
     if width < 8 or height < 8:
-        raise ConfigError(f"--size: frames must be at least 8x8 pixels, got {width}x{height}")
+        raise ConfigError(f"sizes: frames must be at least 8x8 pixels, got {width}x{height}")
     rng = np.random.default_rng(seed)
     bgr = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
     nir = rng.integers(0, 256, size=(height, width), dtype=np.uint8)
@@ -460,8 +460,8 @@ def run_preprocess_benchmark(
     cuda_available = torch.cuda.is_available()
     if device == "cuda" and not cuda_available:
         raise ConfigError(
-            f"--device cuda: CUDA is not available to torch {torch.__version__} on this machine; "
-            "use --device cpu"
+            f"device: 'cuda' asked for, but CUDA is not available to torch {torch.__version__} on this "
+            "machine; use `device` cpu"
         )
     use_cuda = cuda_available and device != "cpu"
 

@@ -22,7 +22,7 @@ def _check_modalities(cfg: RunConfig, in_channels: Mapping[str, int]) -> tuple[s
     if len(modalities) < 2:
         raise ConfigError(
             f"data.modalities: fusion needs at least two modalities, got {list(modalities)} "
-            "(e.g. --set data.modalities=[rgb,depth])"
+            "(e.g. data.modalities=[rgb,depth])"
         )
     if len(set(modalities)) != len(modalities):
         raise ConfigError(f"data.modalities: duplicate modality in {list(modalities)}")
