@@ -432,7 +432,7 @@ class _Runner:
         channels_last: bool,
         compile: bool,
     ) -> None:
-        from fusionseg.engine.inference import autocast_context
+        from fusionseg.engine.runtime import autocast_context
 
         self.bench = bench
         self.device = device
@@ -531,7 +531,7 @@ def run_model_benchmark(
     Raises:
         ConfigError: unknown model or mode, bad size, batch or counts, fp16 without CUDA, CUDA missing.
     """
-    from fusionseg.engine.inference import autocast_context, resolve_device
+    from fusionseg.engine.runtime import autocast_context, resolve_device
 
     if model not in MODELS:
         raise ConfigError(f"--model: {model!r} is not one of {', '.join(MODELS)}")
