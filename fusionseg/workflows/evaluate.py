@@ -154,20 +154,17 @@ def evaluate_loaded(
         payload: Its checkpoint metadata (`load_for_inference`'s payload).
         data: List file with the model's modality columns and `label`, or a dataset folder.
         checkpoint: The `.pt` file the model came from (recorded in the report).
-        scales: Inference scales (probabilities averaged).
-        flip: Average the horizontally flipped prediction too.
+        scales, flip: Inference scales (probabilities averaged); also average the flipped prediction.
         out_dir: Where to write confusion.npy, confusion.png and metrics.json.
         config: A `RunConfig` to read the data with instead of the checkpoint's; its class count must
             match the checkpoint's.
         batch_size: Images per batch (default the checkpoint's `train.batch_size`).
         device: "auto", "cpu", "cuda", ... or a device.
         input_transform: Applied to each batch's model inputs (modality dropping/degradation).
-        on_batch: Called with the number of images after each batch.
-        on_start: Called once with the number of images.
+        on_batch, on_start: Called with the images of each batch; once with the number of images.
 
     Raises:
-        CheckpointError: a checkpoint whose class count differs from `config`'s dataset. DataError:
-            unreadable data.
+        CheckpointError: class count differing from `config`'s dataset. DataError: unreadable data.
     """
     from fusionseg.config import saved_config_from_dict
     from fusionseg.data.dataset import get_modality
@@ -201,7 +198,6 @@ def evaluate_loaded(
         nearest=[m for m in modalities if get_modality(m).kind == "depth"],
         on_batch=counted,
     )
-    files = _write_confusion(metrics, out_dir) if out_dir is not None else {}
     report = EvaluationReport(
         checkpoint=checkpoint,
         data=data,
@@ -211,15 +207,20 @@ def evaluate_loaded(
         flip=flip,
         size_hw=(data_cfg.height_px, data_cfg.width_px),
         metrics=metrics,
-        files=files,
     )
     if out_dir is not None:
-        from fusionseg.fsutil import atomic_write_text
-
-        path = Path(out_dir) / "metrics.json"
-        files["metrics_json"] = path
-        atomic_write_text(path, json.dumps(report.to_dict(), indent=2) + "\n")
+        _write_report(report, Path(out_dir))
     return report
+
+
+def _write_report(report: EvaluationReport, out: Path) -> None:
+    """confusion.npy, confusion.png and metrics.json in `out` (atomic writes), listed in `report.files`."""
+    from fusionseg.fsutil import atomic_write_text
+
+    report.files.update(_write_confusion(report.metrics, out))
+    path = out / "metrics.json"
+    report.files["metrics_json"] = path
+    atomic_write_text(path, json.dumps(report.to_dict(), indent=2) + "\n")
 
 
 def _eval_loader(

@@ -288,16 +288,6 @@ def predict_files(
         parse_depth_scale(depth_scale)  # fail before any work
     dev = resolve_device(device)
     model, payload = load_for_inference(checkpoint, device=dev)
-    if depth_sensor == "auto":
-        from fusionseg.config import saved_config_from_dict
-        from fusionseg.data.dataset import resolve_depth_sensor
-
-        depth_sensor = resolve_depth_sensor(saved_config_from_dict(payload.get("config") or {}).data)
-    modalities = list(payload["modalities"])
-    frames = collect_frames(inputs, primary=modalities[0], needed=modalities, modality_dirs=modality_dirs)
-    ensure_writable_dir(out)
-    if on_start is not None:
-        on_start(len(frames))
     job = _PredictJob(
         model,
         payload,
@@ -311,28 +301,13 @@ def predict_files(
         depth_sensor=depth_sensor,
         max_native_megapixels=max_native_megapixels,
     )
-    results: list[PredictedFrame] = []
-    failures: list[tuple[str, str]] = []
-    for frame in frames:
-        try:
-            result = job.predict(frame)
-        except DataError as exc:
-            failures.append((frame.id, str(exc)))
-            continue
-        results.append(result)
-        if on_frame is not None:
-            on_frame(result)
-    if failures and not results:  # nothing could be predicted: the (first) reason is the error
-        more = f" (all {len(failures)} frames failed)" if len(failures) > 1 else ""
-        raise DataError(failures[0][1] + more)
-    return PredictSummary(
-        checkpoint=checkpoint,
-        out_dir=out,
-        mode=mode,
-        frames=results,
-        seconds=time.perf_counter() - t0,
-        failures=failures,
-    )
+    modalities = list(payload["modalities"])
+    frames = collect_frames(inputs, primary=modalities[0], needed=modalities, modality_dirs=modality_dirs)
+    ensure_writable_dir(out)
+    if on_start is not None:
+        on_start(len(frames))
+    results, failures = job.predict_all(frames, on_frame=on_frame)
+    return PredictSummary(checkpoint, out, mode, results, time.perf_counter() - t0, failures)
 
 
 class _PredictJob:
@@ -357,12 +332,41 @@ class _PredictJob:
 
         self.model, self.out, self.device = model, out, device
         self.mode, self.scales, self.flip, self.alpha = mode, scales, flip, alpha
+        if depth_sensor == "auto":  # the one the checkpoint was trained with
+            from fusionseg.config import saved_config_from_dict
+            from fusionseg.data.dataset import resolve_depth_sensor
+
+            depth_sensor = resolve_depth_sensor(saved_config_from_dict(payload.get("config") or {}).data)
         self.depth_scale, self.depth_sensor = depth_scale, depth_sensor
         self.max_native_megapixels = max_native_megapixels
         self.modalities = list(payload["modalities"])
         self.size, self.names, self.palette = _label_space(payload)
         self.norm = payload.get("normalization") or {}
         self.depth_like = [m for m in self.modalities if get_modality(m).kind == "depth"]
+
+    def predict_all(
+        self, frames: Sequence[PredictFrame], *, on_frame: Callable[[PredictedFrame], None] | None
+    ) -> tuple[list[PredictedFrame], list[tuple[str, str]]]:
+        """Predict every frame; a bad frame is listed with its reason and skipped, unless all are bad.
+
+        Raises:
+            DataError: no frame could be predicted (the first one's reason).
+        """
+        results: list[PredictedFrame] = []
+        failures: list[tuple[str, str]] = []
+        for frame in frames:
+            try:
+                result = self.predict(frame)
+            except DataError as exc:
+                failures.append((frame.id, str(exc)))
+                continue
+            results.append(result)
+            if on_frame is not None:
+                on_frame(result)
+        if failures and not results:  # nothing could be predicted: the (first) reason is the error
+            more = f" (all {len(failures)} frames failed)" if len(failures) > 1 else ""
+            raise DataError(failures[0][1] + more)
+        return results, failures
 
     def predict(self, frame: PredictFrame) -> PredictedFrame:
         """Read, predict and write one frame (DataError: a bad input file, named)."""

@@ -303,14 +303,12 @@ def train_fusion(
     Raises:
         ConfigError, CheckpointError, DataError: bad config, expert checkpoints or data (named).
     """
-    import torch
 
-    from fusionseg.data.dataset import build_dataset, get_modality
+    from fusionseg.data.dataset import get_modality
 
     info = _check_fusion_config(cfg)
     fc = cfg.fusion
     modalities = tuple(cfg.data.modalities)
-    num_classes = cfg.model.num_classes
     in_channels = {m: get_modality(m).channels for m in modalities}
     run_dir = Path(out_dir if out_dir is not None else cfg.train.out_dir)
     plan = _plan(cfg, run_dir, in_channels, skip_complete=skip_complete)
@@ -323,15 +321,7 @@ def train_fusion(
 
     if not (resume or skip_complete):  # fail before the slow set-up
         CheckpointManager(plan.dirs[0]).refuse_existing()
-    train_set = build_dataset(
-        cfg.data, "train", modalities=modalities, num_classes=num_classes, seed=cfg.train.seed
-    )
-    val_set = build_dataset(
-        cfg.data, "val", modalities=modalities, num_classes=num_classes, seed=cfg.train.seed
-    )
-    torch.manual_seed(cfg.train.seed)  # fresh fusion head: reproducible initialisation
-    model = build_model(cfg, in_channels=in_channels)
-    experts = load_experts(model, fc.experts, cfg=cfg, in_channels=in_channels, class_names=info.classes)
+    (train_set, val_set), model, experts = _build(cfg, in_channels, class_names=info.classes)
     meta = checkpoint_meta(cfg, kind=fc.scheme, in_channels=in_channels)
     meta["experts"] = [e.to_dict() for e in experts]
     results: list[StageResult] = []
@@ -362,6 +352,25 @@ def train_fusion(
             results.append(plan.result(i, None))
         previous = results[-1].checkpoint
     return FusionResult(fc.scheme, tuple(experts), tuple(results), cfg)
+
+
+def _build(
+    cfg: RunConfig, in_channels: Mapping[str, int], *, class_names: Sequence[str]
+) -> tuple[tuple[Any, Any], ExpertEnsemble, list[ExpertSource]]:
+    """The datasets, and the fused model with its experts loaded from their checkpoints."""
+    import torch
+
+    from fusionseg.data.dataset import build_dataset
+
+    modalities, num_classes, seed = tuple(in_channels), cfg.model.num_classes, cfg.train.seed
+    train_set = build_dataset(cfg.data, "train", modalities=modalities, num_classes=num_classes, seed=seed)
+    val_set = build_dataset(cfg.data, "val", modalities=modalities, num_classes=num_classes, seed=seed)
+    torch.manual_seed(seed)  # fresh fusion head: reproducible initialisation
+    model = build_model(cfg, in_channels=in_channels)
+    experts = load_experts(
+        model, cfg.fusion.experts, cfg=cfg, in_channels=in_channels, class_names=class_names
+    )
+    return (train_set, val_set), model, experts
 
 
 def _stage_meta(meta: Mapping[str, Any], stage: Stage, previous: Path | None) -> dict[str, Any]:
