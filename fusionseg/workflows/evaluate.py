@@ -78,7 +78,7 @@ def _eval_data_config(data_cfg: Any, data: Path) -> tuple[Any, str]:
     raise DataError(f"{data}: evaluation data not found (give a list file or a dataset folder)")
 
 
-def _expected_label_space(config: Any) -> dict[str, Any] | None:
+def expected_label_space(config: Any) -> dict[str, Any] | None:
     """Keys a checkpoint must have to be evaluated on data read with `config` (None: no override)."""
     from fusionseg.data.datasets import get_dataset_info
 
@@ -114,7 +114,7 @@ def evaluate_checkpoint(
         CheckpointError: unreadable or incompatible checkpoint. DataError: unreadable data.
     """
     dev = resolve_device(device)
-    loaded = load_for_inference(checkpoint, device=dev, expected=_expected_label_space(config))
+    loaded = load_for_inference(checkpoint, device=dev, expected=expected_label_space(config))
     return evaluate_loaded(
         *loaded,
         data,
@@ -171,7 +171,7 @@ def evaluate_loaded(
 
     checkpoint, data = Path(checkpoint), Path(data)
     dev = resolve_device(device) if isinstance(device, str) else device
-    expected = _expected_label_space(config)
+    expected = expected_label_space(config)
     if expected:
         check_compatible(payload, expected, source=str(checkpoint))
     cfg = config if config is not None else saved_config_from_dict(payload["config"])

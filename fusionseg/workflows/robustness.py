@@ -26,7 +26,7 @@ from fusionseg.engine.runtime import resolve_device
 from fusionseg.errors import ConfigError
 from fusionseg.fsutil import atomic_write_text
 from fusionseg.fusion.fused import CMoDEModel, FusedModel
-from fusionseg.workflows.evaluate import _expected_label_space, evaluate_loaded
+from fusionseg.workflows.evaluate import evaluate_loaded, expected_label_space
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def evaluate_robustness(
     """
     kinds = parse_degradations(degrade, drop)
     dev = resolve_device(device)
-    model, payload = load_for_inference(checkpoint, device=dev, expected=_expected_label_space(config))
+    model, payload = load_for_inference(checkpoint, device=dev, expected=expected_label_space(config))
     transform = None
     if kinds:
         modalities = list(payload.get("modalities") or [])
