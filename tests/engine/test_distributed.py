@@ -220,7 +220,7 @@ def test_cpu_sync_batchnorm_conversion_keeps_parameters_and_modes() -> None:
     plain.load_state_dict(state)
     plain.body[2].eval()
     x = torch.rand(2, 3, 8, 8) * 255
-    assert torch.equal(converted(x).logits, plain(x).logits)
+    assert torch.equal(converted({"rgb": x}).logits, plain({"rgb": x}).logits)
     for key, value in plain.state_dict().items():
         assert torch.equal(converted.state_dict()[key], value), key
 
