@@ -233,10 +233,11 @@ __all__ += ["make_synthetic"]
 
 
 # ---------------------------------------------------------------------------------------------------
-# Fusion: stages 2-3, the whole pipeline (fusionseg.engine.stages), robustness (fusionseg.engine.robustness)
+# Fusion: stages 2-3, the whole pipeline, robustness (fusionseg.workflows)
 # ---------------------------------------------------------------------------------------------------
 if TYPE_CHECKING:
-    from fusionseg.engine.stages import FusionResult, PipelineResult
+    from fusionseg.workflows.pipeline import PipelineResult
+    from fusionseg.workflows.train_fusion import FusionResult
 
 
 def train_fusion(
@@ -261,17 +262,17 @@ def train_fusion(
         out_dir: Run folder (default `train.out_dir`); stage 3 runs in `<out_dir>/finetune`.
         finetune: Also run stage 3 (default `fusion.finetune`).
         resume: Continue from the checkpoints in the run folder(s).
-        progress: Called with each `fusionseg.engine.trainer.TrainEvent`.
+        progress: Called with each `fusionseg.engine.events.TrainEvent`.
         on_stage: Called with (stage name, `Stage`) before each stage trains.
 
     Returns:
-        `fusionseg.engine.stages.FusionResult` (expert provenance, per-stage checkpoints).
+        `fusionseg.workflows.train_fusion.FusionResult` (expert provenance, per-stage checkpoints).
 
     Raises:
         ConfigError, CheckpointError, DataError: the message names the key, file or mismatch.
     """
-    from fusionseg.engine.stages import fusion_run_config
-    from fusionseg.engine.stages import train_fusion as _train_fusion
+    from fusionseg.workflows.train_fusion import fusion_run_config
+    from fusionseg.workflows.train_fusion import train_fusion as _train_fusion
 
     cfg = fusion_run_config(
         experts,
@@ -296,7 +297,7 @@ def train_pipeline(
     prepare-depth if configured, one expert per modality, each fusion scheme, then the report: every
     model's val mIoU clean and under `fusion.pipeline_robustness` (`PipelineResult.results`), written
     to `<out>/eval/results.json` and `results.md`, and `<out>/eval/predictions.png`. Finished stages
-    and evaluations are skipped, interrupted ones resumed; see `engine.stages.run_pipeline`.
+    and evaluations are skipped, interrupted ones resumed; see `workflows.pipeline.run_pipeline`.
 
     Args:
         config_path: YAML config (e.g. configs/synthetic-pipeline.yaml).
@@ -305,7 +306,7 @@ def train_pipeline(
         on_step: Called with each step's name before it runs.
         on_stage: Called with (stage name, `Stage`) before a fusion stage trains.
     """
-    from fusionseg.engine.stages import run_pipeline
+    from fusionseg.workflows.pipeline import run_pipeline
 
     cfg = load_config(config_path, tuple(overrides))
     return run_pipeline(cfg, progress=progress, on_step=on_step, on_stage=on_stage)
@@ -322,12 +323,12 @@ def evaluate_robustness(
     **evaluate_kwargs: Any,
 ) -> Any:
     """`evaluate` with dropped (`--drop-modality`) or corrupted (`--degrade NAME=noise|zero|dark|fog`)
-    modalities and an optional gate report of a fused model; see `engine.robustness.evaluate_robustness`.
+    modalities and an optional gate report of a fused model; see `workflows.robustness.evaluate_robustness`.
 
     Returns:
-        `fusionseg.engine.robustness.RobustnessReport` (`.evaluation` is the usual report).
+        `fusionseg.workflows.robustness.RobustnessReport` (`.evaluation` is the usual report).
     """
-    from fusionseg.engine.robustness import evaluate_robustness as _evaluate_robustness
+    from fusionseg.workflows.robustness import evaluate_robustness as _evaluate_robustness
 
     return _evaluate_robustness(
         checkpoint,
@@ -344,13 +345,14 @@ __all__ += ["train_fusion", "train_pipeline", "evaluate_robustness"]
 
 
 # ---------------------------------------------------------------------------------------------------
-# Unimodal training, evaluation and prediction (fusionseg.engine.trainer, fusionseg.engine.inference)
+# Unimodal training, evaluation and prediction (fusionseg.workflows)
 # ---------------------------------------------------------------------------------------------------
 if TYPE_CHECKING:  # torch-heavy modules: only their types are named here
     from collections.abc import Mapping, Sequence
 
-    from fusionseg.engine.inference import EvaluationReport, PredictedFrame, PredictSummary
-    from fusionseg.engine.trainer import TrainEvent, TrainResult
+    from fusionseg.engine.events import TrainEvent, TrainResult
+    from fusionseg.workflows.evaluate import EvaluationReport
+    from fusionseg.workflows.predict import PredictedFrame, PredictSummary
 
 
 def train_expert(
@@ -360,7 +362,7 @@ def train_expert(
     resume: bool = False,
     progress: Callable[[TrainEvent], None] | None = None,
 ) -> TrainResult:
-    """Train one AdapNet++ expert on one modality (`train-unimodal`); see `engine.trainer.train_expert`.
+    """Train one AdapNet++ expert on one modality (`train-unimodal`); see `workflows.train_expert`.
 
     Args:
         cfg: Resolved config; the run folder is `cfg.train.out_dir`.
@@ -368,7 +370,7 @@ def train_expert(
         resume: Continue from the newest intact checkpoint of the run folder.
         progress: Receives `TrainEvent`s (steps, validations, checkpoints, warnings).
     """
-    from fusionseg.engine.trainer import train_expert as _train_expert
+    from fusionseg.workflows.train_expert import train_expert as _train_expert
 
     return _train_expert(cfg, modality, resume=resume, progress=progress)
 
@@ -388,8 +390,8 @@ def evaluate(
     on_batch: Callable[[int], None] | None = None,
 ) -> EvaluationReport:
     """mIoU, per-class IoU, pixel accuracy and confusion matrix of a checkpoint on a labelled list
-    (`evaluate`); see `engine.inference.evaluate_checkpoint`."""
-    from fusionseg.engine.inference import evaluate_checkpoint
+    (`evaluate`); see `workflows.evaluate.evaluate_checkpoint`."""
+    from fusionseg.workflows.evaluate import evaluate_checkpoint
 
     return evaluate_checkpoint(
         checkpoint,
@@ -423,8 +425,8 @@ def predict(
     max_native_megapixels: float = 16.0,
 ) -> PredictSummary:
     """Segment image files of any size and write label, colour and overlay PNGs (`predict`); see
-    `engine.inference.predict_files`."""
-    from fusionseg.engine.inference import predict_files
+    `workflows.predict.predict_files`."""
+    from fusionseg.workflows.predict import predict_files
 
     return predict_files(
         checkpoint,

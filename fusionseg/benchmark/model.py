@@ -321,7 +321,7 @@ class _Runner:
         channels_last: bool,
         compile: bool,
     ) -> None:
-        from fusionseg.engine.inference import autocast_context
+        from fusionseg.engine.runtime import autocast_context
 
         self.bench = bench
         self.device = device
@@ -420,7 +420,7 @@ def run_model_benchmark(
     Raises:
         ConfigError: unknown model or mode, bad size, batch or counts, fp16 without CUDA, CUDA missing.
     """
-    from fusionseg.engine.inference import autocast_context, resolve_device
+    from fusionseg.engine.runtime import autocast_context, resolve_device
 
     _check_arguments(model, mode, size_hw, batch, repeat, warmup, compile, threads)
     dev = resolve_device(device)

@@ -67,7 +67,7 @@ def command(config_path: Path, overrides: tuple[str, ...], as_json: bool) -> Non
         for name, path in result.checkpoints.items():
             out.print(f"{name}: {path}")
         return
-    from fusionseg.engine.report import format_miou
+    from fusionseg.workflows.report import format_miou
 
     grid = Table(
         title=f"val mIoU (%), {table.num_images} images, faults seeded {table.seed}", box=box.SIMPLE_HEAD

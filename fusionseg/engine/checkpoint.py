@@ -32,12 +32,15 @@ import torch
 from torch import nn
 
 from fusionseg import __version__
-from fusionseg.errors import CheckpointError
+from fusionseg.errors import CheckpointError, FusionsegError
 from fusionseg.fsutil import atomic_write_bytes, atomic_write_text
 
 FORMAT = "fusionseg-checkpoint"
 FORMAT_VERSION = 1
 SIDECAR_SUFFIX = ".sha256"
+LAST_FILE = "last.pt"
+BEST_FILE = "best.pt"
+STEP_GLOB = "ckpt-*.pt"
 _STEP_FILE = re.compile(r"^ckpt-(\d+)\.pt$")
 
 
@@ -325,11 +328,11 @@ class CheckpointManager:
 
     @property
     def last_path(self) -> Path:
-        return self.run_dir / "last.pt"
+        return self.run_dir / LAST_FILE
 
     @property
     def best_path(self) -> Path:
-        return self.run_dir / "best.pt"
+        return self.run_dir / BEST_FILE
 
     def step_path(self, step: int) -> Path:
         return self.run_dir / f"ckpt-{step:08d}.pt"
@@ -337,7 +340,7 @@ class CheckpointManager:
     def step_files(self) -> list[tuple[int, Path]]:
         """Periodic checkpoints present, newest first."""
         found = []
-        for path in self.run_dir.glob("ckpt-*.pt"):
+        for path in self.run_dir.glob(STEP_GLOB):
             match = _STEP_FILE.match(path.name)
             if match:
                 found.append((int(match.group(1)), path))
@@ -345,6 +348,45 @@ class CheckpointManager:
 
     def has_checkpoints(self) -> bool:
         return self.last_path.exists() or bool(self.step_files())
+
+    def refuse_existing(self) -> None:
+        """Refuse to start a new run in a folder that already holds checkpoints.
+
+        Raises:
+            FusionsegError: the folder holds `last.pt` or a periodic checkpoint.
+        """
+        if self.has_checkpoints():
+            raise FusionsegError(
+                f"{self.run_dir}: run folder already holds checkpoints; pass --resume to continue it "
+                "or choose another output folder"
+            )
+
+    def best_or_last(self) -> Path:
+        """The checkpoint to use downstream: `best.pt` when the run validated, else `last.pt`."""
+        return self.best_path if self.best_path.exists() else self.last_path
+
+    def completed(self, iterations: int) -> dict[str, Any] | None:
+        """The payload of `last.pt` if it exists, verifies and reached the run's steps.
+
+        The run's steps are `iterations`, or, for a run sized to `train.time_budget_s`, the count it
+        fitted to its budget (recorded as `total_steps`).
+        """
+        payload = self.read_last()
+        if payload is None:
+            return None
+        target = iterations
+        if payload.get("budget_planned") and payload.get("total_steps"):
+            target = min(int(payload["total_steps"]), iterations)
+        return payload if int(payload.get("step", -1)) >= target else None
+
+    def read_last(self) -> dict[str, Any] | None:
+        """The payload of `last.pt`, or None when it is missing or does not verify."""
+        if not self.last_path.exists():
+            return None
+        try:
+            return load_checkpoint(self.last_path, map_location="cpu")
+        except CheckpointError:
+            return None
 
     def save(self, payload: Mapping[str, Any], *, step: int, best: bool = False) -> Path:
         """Write `ckpt-<step>.pt`, point `last.pt` (and `best.pt` when `best`) at it, prune old ones."""
@@ -403,3 +445,15 @@ class CheckpointManager:
 def checkpoint_header(**fields: Any) -> dict[str, Any]:
     """The fixed keys every checkpoint carries, plus `fields`."""
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "fusionseg_version": __version__, **fields}
+
+
+def checkpoint_input_size(payload: Mapping[str, Any]) -> tuple[int, int]:
+    """The (H, W) a checkpoint was trained at: its `input_size`, else its config's data size, else
+    `DataConfig`'s default (checkpoints that record neither)."""
+    from fusionseg.config import DataConfig
+
+    size = payload.get("input_size")
+    if not size:
+        data = (payload.get("config") or {}).get("data") or {}
+        size = [data.get("height_px", DataConfig.height_px), data.get("width_px", DataConfig.width_px)]
+    return int(size[0]), int(size[1])

@@ -334,22 +334,6 @@ class ShardSampler(Sampler[int]):
 # ---------------------------------------------------------------------------------------------------
 
 
-class _AllReduceSum(torch.autograd.Function):
-    """all_reduce(SUM) whose backward is all_reduce(SUM) of the gradient (the sum's adjoint)."""
-
-    @staticmethod
-    def forward(ctx: Any, tensor: Tensor) -> Tensor:  # noqa: D102
-        out = tensor.contiguous().clone()
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:  # noqa: D102
-        out = grad.contiguous().clone()
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        return out
-
-
 class AllReduceBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics cover the batches of all ranks (for CPU / gloo).
 
@@ -372,13 +356,13 @@ class AllReduceBatchNorm2d(nn.BatchNorm2d):
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # float32 or float64
         c = xf.shape[1]
         count_local = xf.numel() // c
-        sums = _AllReduceSum.apply(
+        sums = _all_reduce_sum_autograd(
             torch.cat([xf.sum(dim=(0, 2, 3)), xf.new_tensor([float(count_local)])])
         )  # (C + 1,): per-channel sums and the global count
         count = sums[c].detach()
         mean = sums[:c] / count  # (C,)
         centred = xf - mean[None, :, None, None]  # (B, C, H, W)
-        var = _AllReduceSum.apply((centred * centred).sum(dim=(0, 2, 3))) / count  # (C,) biased
+        var = _all_reduce_sum_autograd((centred * centred).sum(dim=(0, 2, 3))) / count  # (C,) biased
         y = centred * torch.rsqrt(var + self.eps)[None, :, None, None]
         if self.affine:
             y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
@@ -394,6 +378,13 @@ class AllReduceBatchNorm2d(nn.BatchNorm2d):
                 self.running_mean.mul_(1 - factor).add_(mean.detach(), alpha=factor)
                 self.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
         return y.to(x.dtype)
+
+
+def _all_reduce_sum_autograd(tensor: Tensor) -> Tensor:
+    """Differentiable all_reduce(SUM): the backward pass all-reduces the gradient (the sum's adjoint)."""
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(tensor, op=dist.ReduceOp.SUM)
 
 
 def convert_sync_batchnorm(module: nn.Module, *, device: torch.device) -> nn.Module:

@@ -1,6 +1,6 @@
 """Robustness of fused models: dropped or degraded modalities, and what the fusion gates do.
 
-* `make_degradation` builds the `input_transform` of `engine.inference.evaluate_model`: each listed
+* `Degradation` is the `input_transform` of `engine.inference.evaluate_model`: each listed
   modality is corrupted, deterministically for a given seed and sample position (independent of the
   batch size). Corruptions act in the modality's raw units (0-255 grey levels for 8-bit images, metres
   for depth); a normalised modality (`data.normalization`) is de-normalised, corrupted and normalised
@@ -9,6 +9,8 @@
   (ssma-cmode.md §A.1 step 3) split into its per-modality channel blocks, per fused tap; the CMoDE
   expert weights per class (§B.1 step 3).
 * `render_gate_plot` draws a `GateReport` as a horizontal bar chart (numpy + cv2, BGR uint8).
+
+`workflows.robustness.evaluate_robustness` evaluates a checkpoint with them.
 """
 
 from __future__ import annotations
@@ -344,149 +346,3 @@ def render_gate_plot(report: GateReport, *, bar_px: int = 16, width_px: int = 64
                 cv2.LINE_AA,
             )
     return img
-
-
-class GateCapture:
-    """Context manager recording the gates of the first SSMA/CMoDE model that runs inside it.
-
-    `evaluate_checkpoint` builds its model internally, so the recorder is attached on that model's
-    first forward call through a module forward pre-hook registered for the duration of the block
-    (`torch.nn.modules.module.register_module_forward_pre_hook`); nothing stays registered afterwards.
-    """
-
-    def __init__(self) -> None:
-        self.recorder: GateRecorder | None = None
-        self._handle: Any = None
-
-    def _attach(self, module: nn.Module, _args: Any) -> None:
-        if self.recorder is None and isinstance(module, (FusedModel, CMoDEModel)):
-            self.recorder = GateRecorder(module).__enter__()
-
-    def __enter__(self) -> GateCapture:
-        self._handle = torch.nn.modules.module.register_module_forward_pre_hook(self._attach)
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._handle.remove()
-        if self.recorder is not None:
-            self.recorder.__exit__(exc_type, exc, tb)
-
-    def report(self, *, class_names: Sequence[str] | None = None) -> GateReport:
-        """The recorded means; `class_names` (if given) name the rows of a CMoDE report.
-
-        Raises:
-            ConfigError: no fused model ran (an expert checkpoint was evaluated).
-        """
-        if self.recorder is None:
-            raise ConfigError("--gate-report needs a fused (ssma or cmode) checkpoint; this one is an expert")
-        if class_names is not None:
-            self.recorder.class_names = list(class_names)
-        return self.recorder.report()
-
-
-@dataclass(frozen=True)
-class RobustnessReport:
-    """Result of `evaluate_robustness`.
-
-    Attributes:
-        evaluation: The usual evaluation report (metrics of the corrupted inputs).
-        degradations: Modality -> corruption applied ("zero" for dropped modalities).
-        seed: Seed of the corruptions.
-        gates: Gate means, when asked for.
-        files: Written files: "gates_png", "gates_json" (with `out_dir` and a gate report).
-    """
-
-    evaluation: Any
-    degradations: dict[str, str]
-    seed: int
-    gates: GateReport | None
-    files: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary: the evaluation's keys plus degradations, seed and gates."""
-        d = self.evaluation.to_dict()
-        d["degradations"] = dict(self.degradations)
-        d["degradation_seed"] = self.seed
-        d["gates"] = None if self.gates is None else self.gates.to_dict()
-        d["files"] = {**d.get("files", {}), **{k: str(v) for k, v in self.files.items()}}
-        return d
-
-
-def evaluate_robustness(
-    checkpoint: str | Any,
-    data: str | Any,
-    *,
-    degrade: Sequence[str] = (),
-    drop: Sequence[str] = (),
-    gate_report: bool = False,
-    seed: int = 0,
-    out_dir: str | Any = None,
-    config: Any = None,
-    **evaluate_kwargs: Any,
-) -> RobustnessReport:
-    """Evaluate a checkpoint with dropped/degraded modalities and, optionally, a gate report.
-
-    Args:
-        checkpoint: Expert or fused checkpoint.
-        data: Labelled list or dataset folder.
-        degrade: "NAME=KIND" corruptions (`DEGRADATIONS`).
-        drop: Modalities whose input is zeroed.
-        gate_report: Record the fused model's gates (SSMA/CMoDE checkpoints only).
-        seed: Seed of the corruptions.
-        out_dir: Also receives gates.png and gates.json.
-        config: Data config override, as for `evaluate_checkpoint`.
-        **evaluate_kwargs: scales, flip, batch_size, device, on_start, on_batch.
-
-    Returns:
-        `RobustnessReport`.
-
-    Raises:
-        ConfigError: bad corruption, a modality the model does not use, or a gate report asked of an
-            expert checkpoint. CheckpointError / DataError as `evaluate_checkpoint`.
-    """
-    import json
-    from pathlib import Path
-
-    from fusionseg.engine.checkpoint import load_checkpoint
-    from fusionseg.engine.inference import evaluate_checkpoint
-
-    kinds = parse_degradations(degrade, drop)
-    transform = None
-    if kinds:
-        payload = load_checkpoint(checkpoint, map_location="cpu")  # modalities and normalisation
-        modalities = list(payload.get("modalities") or [])
-        unknown = [m for m in kinds if m not in modalities]
-        if unknown:
-            raise ConfigError(
-                f"--degrade/--drop-modality {unknown[0]!r}: {checkpoint} uses {', '.join(modalities)}"
-            )
-        normalization = payload.get("normalization") or {}
-        if config is not None:
-            normalization = {m: tuple(v) for m, v in config.data.normalization.items()}
-        del payload
-        transform = Degradation(kinds, seed=seed, normalization=normalization)
-    capture = GateCapture() if gate_report else None
-    if capture is not None:
-        with capture:
-            evaluation = evaluate_checkpoint(
-                checkpoint, data, out_dir=out_dir, config=config, input_transform=transform, **evaluate_kwargs
-            )
-    else:
-        evaluation = evaluate_checkpoint(
-            checkpoint, data, out_dir=out_dir, config=config, input_transform=transform, **evaluate_kwargs
-        )
-    gates = None
-    files: dict[str, Any] = {}
-    if capture is not None:
-        gates = capture.report(class_names=evaluation.metrics.class_names)
-        if out_dir is not None:
-            from fusionseg.data.io import write_png
-            from fusionseg.fsutil import atomic_write_text
-
-            files["gates_png"] = write_png(Path(out_dir) / "gates.png", render_gate_plot(gates))
-            files["gates_json"] = atomic_write_text(
-                Path(out_dir) / "gates.json", json.dumps(gates.to_dict(), indent=2) + "\n"
-            )
-    return RobustnessReport(evaluation, kinds, seed, gates, files)

@@ -15,8 +15,8 @@ from fusionseg import api
 from fusionseg.cli import cli, main
 from fusionseg.config import SyntheticConfig, config_from_dict, config_to_dict
 from fusionseg.engine.checkpoint import checkpoint_header, load_checkpoint, save_checkpoint
-from fusionseg.engine.trainer import expert_checkpoint_meta
 from fusionseg.models.adapnet import build_adapnet
+from fusionseg.workflows.train_expert import expert_checkpoint_meta
 
 SMALL = ["--set", "data.height_px=64", "--set", "data.width_px=128", "--set", "train.batch_size=2"]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 from torch import nn
@@ -14,10 +16,16 @@ NUM_CLASSES = 4
 
 
 class TinyNet(nn.Module):
-    """Conv-BN-ReLU-dropout and a 1x1 classifier, with two 1x1 aux heads (train mode only)."""
+    """Conv-BN-ReLU-dropout and a 1x1 classifier, with two 1x1 aux heads (train mode only).
 
-    def __init__(self, in_channels: int = 3, num_classes: int = NUM_CLASSES, aux: bool = True) -> None:
+    Called as every fusionseg model: `model({modality: (B, C, H, W)}) -> ExpertOutput`.
+    """
+
+    def __init__(
+        self, in_channels: int = 3, num_classes: int = NUM_CLASSES, aux: bool = True, modality: str = "rgb"
+    ) -> None:
         super().__init__()
+        self.modality = modality
         self.body = nn.Sequential(
             nn.BatchNorm2d(in_channels),
             nn.Conv2d(in_channels, 8, 3, padding=1, bias=False),
@@ -28,8 +36,8 @@ class TinyNet(nn.Module):
         self.head = nn.Conv2d(8, num_classes, 1)
         self.aux_heads = nn.ModuleList([nn.Conv2d(8, num_classes, 1) for _ in range(2)]) if aux else None
 
-    def forward(self, x: torch.Tensor) -> ExpertOutput:
-        feats = self.body(x)
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> ExpertOutput:
+        feats = self.body(inputs[self.modality])
         aux = ()
         if self.aux_heads is not None and self.training:
             aux = tuple(h(feats) for h in self.aux_heads)

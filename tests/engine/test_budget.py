@@ -11,10 +11,10 @@ from engine_helpers import TinyNet
 from test_trainer import Interrupt, interrupt_at, make_trainer
 
 from fusionseg.config import RunConfig, TrainConfig
+from fusionseg.engine.budget import BudgetClock
 from fusionseg.engine.checkpoint import load_checkpoint
-from fusionseg.engine.stages import stage_complete
-from fusionseg.engine.trainer import _BudgetClock
 from fusionseg.errors import ConfigError
+from fusionseg.workflows.train_fusion import stage_complete
 
 STEP_S = 0.02  # the slow model's time per training step
 
@@ -43,7 +43,7 @@ def _train_cfg(**values) -> TrainConfig:
 def test_plan_fits_steps_and_validations_into_the_budget() -> None:
     tc = _train_cfg(time_budget_s=100.0, iterations=10_000, val_every=50, batch_size=4)
     clock = FakeClock()
-    budget = _BudgetClock(tc, start_step=0, run_t0=clock.now, clock=clock)
+    budget = BudgetClock(tc, start_step=0, run_t0=clock.now, clock=clock)
     clock.now += 3.0  # warm-up step: slow, not timed
     assert not budget.ready(1)
     for step in (2, 3, 4):
@@ -63,7 +63,7 @@ def test_plan_is_clamped_to_iterations_and_the_floor() -> None:
     clock = FakeClock()
     for budget_s, expected in ((1e6, 300), (0.5, 25)):
         tc = _train_cfg(time_budget_s=budget_s, iterations=300, budget_min_iterations=25)
-        budget = _BudgetClock(tc, start_step=0, run_t0=clock.now, clock=clock)
+        budget = BudgetClock(tc, start_step=0, run_t0=clock.now, clock=clock)
         for step in range(1, 5):
             clock.now += 1.0
             budget.ready(step)
@@ -73,7 +73,7 @@ def test_plan_is_clamped_to_iterations_and_the_floor() -> None:
 def test_measured_validation_replaces_the_estimate() -> None:
     tc = _train_cfg(time_budget_s=100.0, iterations=10_000, val_every=2, batch_size=4)
     clock = FakeClock()
-    budget = _BudgetClock(tc, start_step=0, run_t0=clock.now, clock=clock)
+    budget = BudgetClock(tc, start_step=0, run_t0=clock.now, clock=clock)
     for step in range(1, 5):
         clock.now += 1.0
         budget.ready(step)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,6 @@ from engine_helpers import NUM_CLASSES, ColourBlocks, tiny_config, tiny_meta
 from torch import nn
 
 from fusionseg.engine.checkpoint import load_checkpoint
-from fusionseg.engine.inference import expert_forward
 from fusionseg.engine.trainer import Trainer
 from fusionseg.fusion.ssma import SSMA
 from fusionseg.models.output import ExpertOutput
@@ -37,8 +37,8 @@ class SmallNet(nn.Module):
         self.head = nn.Conv2d(8, NUM_CLASSES, 1)
         self.aux_heads = nn.ModuleList([nn.Conv2d(8, NUM_CLASSES, 1) for _ in range(2)])
 
-    def forward(self, x: torch.Tensor) -> ExpertOutput:
-        feats = self.body(x)
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> ExpertOutput:
+        feats = self.body(inputs["rgb"])
         aux = tuple(h(feats) for h in self.aux_heads) if self.training else ()
         return ExpertOutput(logits=self.head(feats), aux=aux, taps={})
 
@@ -61,7 +61,6 @@ def test_compiled_training_matches_eager(tmp_path: Path) -> None:
         torch.manual_seed(0)
         Trainer(
             SmallNet(),
-            forward=expert_forward("rgb"),
             train_set=ColourBlocks(6, seed=0),
             val_set=None,
             config=tiny_config(iterations=3, ckpt_every=3, compile=compile),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,9 @@ from torch import nn
 
 from fusionseg.engine import distributed
 from fusionseg.engine.checkpoint import load_checkpoint
-from fusionseg.engine.inference import expert_forward
 from fusionseg.engine.metrics import ConfusionMatrix
-from fusionseg.engine.trainer import StepBatchSampler, Trainer
+from fusionseg.engine.sampling import StepBatchSampler
+from fusionseg.engine.trainer import Trainer
 from fusionseg.errors import ConfigError
 from fusionseg.models.output import ExpertOutput
 
@@ -52,8 +53,8 @@ class DDPNet(nn.Module):
         self.head = nn.Conv2d(8, NUM_CLASSES, 1)
         self.aux_heads = nn.ModuleList([nn.Conv2d(8, NUM_CLASSES, 1) for _ in range(2)])
 
-    def forward(self, x: torch.Tensor) -> ExpertOutput:
-        feats = self.body(x)
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> ExpertOutput:
+        feats = self.body(inputs["rgb"])
         aux = tuple(h(feats) for h in self.aux_heads) if self.training else ()
         return ExpertOutput(logits=self.head(feats), aux=aux, taps={})
 
@@ -63,7 +64,6 @@ def _train(run_dir: Path, batch_size: int) -> None:
     torch.manual_seed(0)
     trainer = Trainer(
         DDPNet(),
-        forward=expert_forward("rgb"),
         train_set=ColourBlocks(10, seed=0),
         val_set=ColourBlocks(5, seed=1),  # 5 samples: shards of 3 and 2
         config=cfg,
@@ -220,7 +220,7 @@ def test_cpu_sync_batchnorm_conversion_keeps_parameters_and_modes() -> None:
     plain.load_state_dict(state)
     plain.body[2].eval()
     x = torch.rand(2, 3, 8, 8) * 255
-    assert torch.equal(converted(x).logits, plain(x).logits)
+    assert torch.equal(converted({"rgb": x}).logits, plain({"rgb": x}).logits)
     for key, value in plain.state_dict().items():
         assert torch.equal(converted.state_dict()[key], value), key
 

@@ -8,7 +8,7 @@ import torch
 from engine_helpers import NUM_CLASSES, ColourBlocks
 from torch import nn
 
-from fusionseg.engine.inference import evaluate_model, expert_forward, predict_probs, select_inputs
+from fusionseg.engine.inference import evaluate_model, predict_probs, select_inputs
 from fusionseg.errors import DataError
 from fusionseg.models.output import ExpertOutput
 
@@ -20,7 +20,8 @@ class Multiple16(nn.Module):
         super().__init__()
         self.calls: list[tuple[int, int]] = []
 
-    def forward(self, x: torch.Tensor) -> ExpertOutput:
+    def forward(self, inputs: dict[str, torch.Tensor]) -> ExpertOutput:
+        x = inputs["rgb"]
         h, w = x.shape[-2:]
         assert h % 16 == 0 and w % 16 == 0, (h, w)
         self.calls.append((h, w))
@@ -37,7 +38,7 @@ def image(h: int, w: int) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("mode", ["pad", "resize", "slide"])
 def test_any_input_size_gives_probs_at_input_size(mode):
     model = Multiple16().eval()
-    probs = predict_probs(model, expert_forward("rgb"), image(37, 53), mode=mode, size=(16, 32))
+    probs = predict_probs(model, image(37, 53), mode=mode, size=(16, 32))
     assert probs.shape == (2, 4, 37, 53)
     torch.testing.assert_close(probs.sum(1), torch.ones(2, 37, 53))
     if mode == "resize":
@@ -52,7 +53,7 @@ def test_pad_mode_keeps_pixels_where_they_are():
     """In pad mode a per-pixel model's prediction equals the direct per-pixel answer."""
     model = Multiple16().eval()
     x = image(20, 40)
-    probs = predict_probs(model, expert_forward("rgb"), x, mode="pad")
+    probs = predict_probs(model, x, mode="pad")
     direct = torch.cat([torch.full_like(x["rgb"][:, :1], -50.0), (x["rgb"] - 100) / 10], 1).softmax(1)
     torch.testing.assert_close(probs, direct)
 
@@ -66,7 +67,7 @@ def test_slide_mode_equals_the_whole_image_answer(hw, overlap):
     windows summed instead of averaged, would not)."""
     model = Multiple16().eval()
     x = image(*hw)
-    probs = predict_probs(model, expert_forward("rgb"), x, mode="slide", size=(16, 32), overlap=overlap)
+    probs = predict_probs(model, x, mode="slide", size=(16, 32), overlap=overlap)
     direct = torch.cat([torch.full_like(x["rgb"][:, :1], -50.0), (x["rgb"] - 100) / 10], 1).softmax(1)
     torch.testing.assert_close(probs, direct)
     if hw[0] > 16 and overlap > 0:  # several windows overlap here: the averaging is exercised
@@ -76,11 +77,11 @@ def test_slide_mode_equals_the_whole_image_answer(hw, overlap):
 def test_flip_and_scales_average():
     model = Multiple16().eval()
     x = image(32, 48)
-    plain = predict_probs(model, expert_forward("rgb"), x, mode="pad")
-    flipped = predict_probs(model, expert_forward("rgb"), x, mode="pad", flip=True)
+    plain = predict_probs(model, x, mode="pad")
+    flipped = predict_probs(model, x, mode="pad", flip=True)
     torch.testing.assert_close(plain, flipped)  # a per-pixel model is flip-equivariant
     model.calls.clear()
-    multi = predict_probs(model, expert_forward("rgb"), x, mode="pad", scales=(0.5, 1.0, 1.5), flip=True)
+    multi = predict_probs(model, x, mode="pad", scales=(0.5, 1.0, 1.5), flip=True)
     assert multi.shape == plain.shape and len(model.calls) == 6
     assert {c for c in model.calls} == {(16, 32), (32, 48), (48, 80)}
 
@@ -88,9 +89,9 @@ def test_flip_and_scales_average():
 def test_bad_arguments():
     model = Multiple16().eval()
     with pytest.raises(ValueError, match="training size"):
-        predict_probs(model, expert_forward("rgb"), image(16, 16), mode="resize")
+        predict_probs(model, image(16, 16), mode="resize")
     with pytest.raises(ValueError, match="scales"):
-        predict_probs(model, expert_forward("rgb"), image(16, 16), scales=(0.0,))
+        predict_probs(model, image(16, 16), scales=(0.0,))
     with pytest.raises(DataError, match="'depth'"):
         select_inputs({"rgb": torch.zeros(1)}, ["rgb", "depth"])
 
@@ -100,9 +101,7 @@ def test_evaluate_model_oracle_scores_one():
     loader = torch.utils.data.DataLoader(data, batch_size=3)
     model = Multiple16()
     model.train()
-    metrics = evaluate_model(
-        model, expert_forward("rgb"), loader, num_classes=NUM_CLASSES, modalities=["rgb"]
-    )
+    metrics = evaluate_model(model, loader, num_classes=NUM_CLASSES, modalities=["rgb"])
     assert metrics.miou == pytest.approx(1.0) and metrics.pixel_accuracy == pytest.approx(1.0)
     assert model.training  # mode restored
 
@@ -111,7 +110,6 @@ def test_evaluate_model_oracle_scores_one():
 
     degraded = evaluate_model(
         model,
-        expert_forward("rgb"),
         loader,
         num_classes=NUM_CLASSES,
         modalities=["rgb"],

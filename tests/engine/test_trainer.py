@@ -11,8 +11,8 @@ from engine_helpers import NUM_CLASSES, ColourBlocks, TinyNet, tiny_config, tiny
 from torch import nn
 
 from fusionseg.engine.checkpoint import load_checkpoint
-from fusionseg.engine.inference import expert_forward
-from fusionseg.engine.trainer import StepBatchSampler, Trainer, TrainEvent
+from fusionseg.engine.sampling import StepBatchSampler
+from fusionseg.engine.trainer import Trainer, TrainEvent
 from fusionseg.errors import CheckpointError, ConfigError, FusionsegError
 from fusionseg.models.output import ExpertOutput
 
@@ -21,12 +21,11 @@ class Interrupt(Exception):
     """Raised by a progress callback to simulate a crash after a checkpoint."""
 
 
-def make_trainer(run_dir, datasets, *, model=None, progress=None, meta=None, forward=None, **train):
+def make_trainer(run_dir, datasets, *, model=None, progress=None, meta=None, **train):
     torch.manual_seed(123)
     train_set, val_set = datasets
     return Trainer(
-        model if model is not None else TinyNet(),
-        forward=forward or expert_forward("rgb"),
+        model() if isinstance(model, type) else model or TinyNet(),
         train_set=train_set,
         val_set=val_set,
         config=tiny_config(**train),
@@ -121,20 +120,22 @@ def test_resume_without_checkpoint(tmp_path, datasets):
 
 
 def nan_at(call: int):
+    """A `TinyNet` class whose training call number `call` returns NaN logits."""
     calls = {"n": 0}
 
-    def forward(model, batch):
-        calls["n"] += model.training  # count training steps only
-        out = model(batch["inputs"]["rgb"])
-        if model.training and calls["n"] == call:
-            return ExpertOutput(out.logits * float("nan"), out.aux, out.taps)
-        return out
+    class NanAt(TinyNet):
+        def forward(self, inputs):
+            calls["n"] += self.training  # count training steps only
+            out = super().forward(inputs)
+            if self.training and calls["n"] == call:
+                return ExpertOutput(out.logits * float("nan"), out.aux, out.taps)
+            return out
 
-    return forward
+    return NanAt
 
 
 def test_nonfinite_stop_names_step_and_samples(tmp_path, datasets):
-    trainer = make_trainer(tmp_path / "run", datasets, forward=nan_at(5))
+    trainer = make_trainer(tmp_path / "run", datasets, model=nan_at(5))
     with pytest.raises(FusionsegError) as info:
         trainer.fit()
     msg = str(info.value)
@@ -147,7 +148,7 @@ def test_nonfinite_stop_names_step_and_samples(tmp_path, datasets):
 def test_nonfinite_skip_warns_and_continues(tmp_path, datasets):
     events = []
     trainer = make_trainer(
-        tmp_path / "run", datasets, forward=nan_at(2), on_nonfinite="skip", progress=events.append
+        tmp_path / "run", datasets, model=nan_at(2), on_nonfinite="skip", progress=events.append
     )
     result = trainer.fit()
     assert result.steps == 6 and result.skipped_steps == 1
@@ -164,7 +165,6 @@ def test_trainable_filter_trains_only_selected(tmp_path, datasets):
     train_set, val_set = datasets
     trainer = Trainer(
         model,
-        forward=expert_forward("rgb"),
         train_set=train_set,
         val_set=None,
         config=tiny_config(iterations=3),
@@ -190,8 +190,8 @@ class Linear1x1(nn.Module):
         torch.manual_seed(3)
         self.conv = nn.Conv2d(3, NUM_CLASSES, 1)
 
-    def forward(self, x):
-        return ExpertOutput(self.conv(x / 255.0))
+    def forward(self, inputs):
+        return ExpertOutput(self.conv(inputs["rgb"] / 255.0))
 
 
 def test_grad_accumulation_matches_larger_batch(tmp_path, datasets):

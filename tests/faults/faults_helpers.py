@@ -47,7 +47,7 @@ def build_tiny_trainer(
     run_dir: str | Path,
     *,
     progress: Callable[[Any], None] | None = None,
-    forward: Any = None,
+    model: Callable[[], Any] | None = None,
     train_set: Any = None,
     **train: Any,
 ) -> Any:
@@ -56,20 +56,18 @@ def build_tiny_trainer(
     Args:
         run_dir: The run folder.
         progress: `TrainEvent` callback.
-        forward: `forward(model, batch)`; default the plain expert forward.
+        model: Builds the model (after seeding the initial weights); default `TinyNet`.
         train_set: Training set; default `ColourBlocks(12, seed=0)`.
         **train: `train.*` overrides on top of `TRAIN_SETTINGS`.
     """
     import torch
     from engine_helpers import NUM_CLASSES, ColourBlocks, TinyNet, tiny_config, tiny_meta
 
-    from fusionseg.engine.inference import expert_forward
     from fusionseg.engine.trainer import Trainer
 
     torch.manual_seed(123)  # the initial weights
     return Trainer(
-        TinyNet(),
-        forward=forward or expert_forward("rgb"),
+        (model or TinyNet)(),
         train_set=train_set if train_set is not None else ColourBlocks(12, seed=0),
         val_set=ColourBlocks(4, seed=1),
         config=tiny_config(**{**TRAIN_SETTINGS, **train}),

@@ -15,7 +15,8 @@ from faults_helpers import build_tiny_trainer
 from torch import Tensor
 
 from fusionseg.engine.checkpoint import load_checkpoint
-from fusionseg.engine.trainer import StepBatchSampler, Trainer
+from fusionseg.engine.sampling import StepBatchSampler
+from fusionseg.engine.trainer import Trainer
 from fusionseg.errors import FusionsegError
 from fusionseg.fsutil import OutputLock
 
@@ -25,19 +26,22 @@ SHORT = {"iterations": 6, "ckpt_every": 3, "val_every": 3}  # checkpoints at ste
 
 
 def gradient_fault(at_calls: set[int], factor: float):
-    """`forward` whose training calls number `at_calls` (1-based) give a finite loss but gradients
-    multiplied by `factor` (NaN or Inf) on their way back into the model."""
+    """A `TinyNet` class whose training calls number `at_calls` (1-based) give a finite loss but
+    gradients multiplied by `factor` (NaN or Inf) on their way back into the model."""
+    from engine_helpers import TinyNet  # importable once faults_helpers is
+
     calls = {"n": 0}
 
-    def forward(model, batch):
-        out = model(batch["inputs"]["rgb"])
-        if model.training:
-            calls["n"] += 1
-            if calls["n"] in at_calls:
-                out.logits.register_hook(lambda grad: grad * factor)
-        return out
+    class GradientFault(TinyNet):
+        def forward(self, inputs):
+            out = super().forward(inputs)
+            if self.training:
+                calls["n"] += 1
+                if calls["n"] in at_calls:
+                    out.logits.register_hook(lambda grad: grad * factor)
+            return out
 
-    return forward
+    return GradientFault
 
 
 def _params(trainer: Trainer) -> dict[str, Tensor]:
@@ -61,7 +65,7 @@ def test_nonfinite_gradient_stops_naming_step_and_files_and_keeps_last_good(tmp_
     reference = build_tiny_trainer(tmp_path / "reference", **SHORT)
     reference.fit()
     run = tmp_path / "run"
-    faulty = build_tiny_trainer(run, forward=gradient_fault({5}, factor), **SHORT)
+    faulty = build_tiny_trainer(run, model=gradient_fault({5}, factor), **SHORT)
     with pytest.raises(FusionsegError) as info:
         faulty.fit()
     message = str(info.value)
@@ -82,7 +86,7 @@ def test_nonfinite_gradient_skip_leaves_the_weights_of_that_step(tmp_path: Path)
     holder: dict = {}
     trainer = build_tiny_trainer(
         tmp_path / "run",
-        forward=gradient_fault({2}, math.nan),
+        model=gradient_fault({2}, math.nan),
         progress=_recorder(holder),
         on_nonfinite="skip",
         **SHORT,
@@ -100,7 +104,7 @@ def test_nonfinite_gradient_skip_leaves_the_weights_of_that_step(tmp_path: Path)
 
 def test_nonfinite_gradient_with_accumulation_names_every_micro_batch(tmp_path: Path) -> None:
     trainer = build_tiny_trainer(
-        tmp_path / "run", forward=gradient_fault({6}, math.nan), batch_size=1, grad_accum=2, **SHORT
+        tmp_path / "run", model=gradient_fault({6}, math.nan), batch_size=1, grad_accum=2, **SHORT
     )
     with pytest.raises(FusionsegError) as info:
         trainer.fit()
@@ -130,7 +134,7 @@ def test_fp16_overflow_is_skipped_by_the_scaler_without_stopping(tmp_path: Path,
     monkeypatch.setattr(Trainer, "_grad_scaler", lambda self: torch.amp.GradScaler("cpu", init_scale=2.0**16))
     holder: dict = {}
     trainer = build_tiny_trainer(
-        tmp_path / "run", forward=gradient_fault({2, 4}, math.inf), progress=_recorder(holder), **SHORT
+        tmp_path / "run", model=gradient_fault({2, 4}, math.inf), progress=_recorder(holder), **SHORT
     )
     holder["trainer"] = trainer
     result = trainer.fit()  # on_nonfinite is "stop": an overflow is not a fault, the scaler handles it
@@ -146,7 +150,7 @@ def test_fp16_overflow_is_skipped_by_the_scaler_without_stopping(tmp_path: Path,
 
 def test_without_a_scaler_the_same_overflow_stops_the_run(tmp_path: Path) -> None:
     """Guard for the test above: the injected gradients are non-finite indeed."""
-    trainer = build_tiny_trainer(tmp_path / "run", forward=gradient_fault({2, 4}, math.inf), **SHORT)
+    trainer = build_tiny_trainer(tmp_path / "run", model=gradient_fault({2, 4}, math.inf), **SHORT)
     with pytest.raises(FusionsegError, match="non-finite gradient at step 2"):
         trainer.fit()
 
@@ -154,7 +158,7 @@ def test_without_a_scaler_the_same_overflow_stops_the_run(tmp_path: Path) -> Non
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 autocast with loss scaling needs CUDA")
 def test_fp16_on_cuda_survives_overflow(tmp_path: Path) -> None:
     trainer = build_tiny_trainer(
-        tmp_path / "run", forward=gradient_fault({2}, math.inf), amp="fp16", device="cuda", **SHORT
+        tmp_path / "run", model=gradient_fault({2}, math.inf), amp="fp16", device="cuda", **SHORT
     )
     result = trainer.fit()
     assert result.steps == 6 and result.skipped_steps == 0

@@ -13,10 +13,10 @@ from fusion_helpers import H, W, fusion_config, write_dataset
 
 from fusionseg.cli import main
 from fusionseg.data.datasets import SYNTHETIC
-from fusionseg.engine.report import CLEAN, format_miou, parse_conditions, pick_frames
-from fusionseg.engine.stages import run_pipeline
 from fusionseg.engine.visualize import GRID_GAP_PX, colorize_labels
 from fusionseg.errors import ConfigError
+from fusionseg.workflows.pipeline import run_pipeline
+from fusionseg.workflows.report import CLEAN, format_miou, parse_conditions, pick_frames
 
 
 def test_parse_conditions_normalises_and_skips_unused_modalities():

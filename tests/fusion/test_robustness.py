@@ -20,7 +20,6 @@ from fusionseg.engine.robustness import (
     GateRecorder,
     GateReport,
     corrupt,
-    evaluate_robustness,
     parse_degradations,
     render_gate_plot,
 )
@@ -28,6 +27,7 @@ from fusionseg.errors import ConfigError
 from fusionseg.fusion.build import build_model
 from fusionseg.fusion.cmode import CMoDE
 from fusionseg.fusion.fused import CMoDEModel, FusedModel
+from fusionseg.workflows.robustness import evaluate_robustness
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -10,7 +10,11 @@ from fusion_helpers import NUM_CLASSES, TinyTrunk, fusion_config, save_expert, w
 
 from fusionseg.data.datasets import SYNTHETIC
 from fusionseg.engine.checkpoint import load_checkpoint, sidecar_path
-from fusionseg.engine.stages import (
+from fusionseg.errors import CheckpointError, ConfigError, DataError
+from fusionseg.fusion.build import build_model
+from fusionseg.fusion.fused import FusedModel
+from fusionseg.models.adapnet import trunk_state_dict
+from fusionseg.workflows.train_fusion import (
     Stage,
     apply_stage,
     finetune_stage,
@@ -21,10 +25,6 @@ from fusionseg.engine.stages import (
     stage_config,
     train_fusion,
 )
-from fusionseg.errors import CheckpointError, ConfigError, DataError
-from fusionseg.fusion.build import build_model
-from fusionseg.fusion.fused import FusedModel
-from fusionseg.models.adapnet import trunk_state_dict
 
 CHANNELS = {"rgb": 3, "depth": 1}
 

@@ -18,9 +18,9 @@ from fusionseg.config import (
     config_to_dict,
     saved_config_from_dict,
 )
-from fusionseg.engine.trainer import initial_expert
 from fusionseg.errors import CheckpointError, ConfigError
 from fusionseg.models.adapnet import AdapNetPP, AdapNetTrunk
+from fusionseg.workflows.train_expert import initial_expert
 
 BN = ("weight", "bias", "running_mean", "running_var")
 UNITS = (3, 4, 6, 3)

@@ -2,12 +2,12 @@
 
 * `parse_conditions` reads `fusion.pipeline_robustness`: each condition is "NAME=KIND[,NAME=KIND...]"
   with the corruptions of `engine.robustness` (zero = the modality is dropped, noise, dark, fog).
-* `evaluate_models` evaluates every model on the val list through `evaluate_checkpoint`, clean and once
-  per condition with a seeded `Degradation` as its input transform. An expert is evaluated again only
-  under conditions that corrupt its own modality; under the others its input is the clean one, so its
-  clean score is repeated (status "unaffected"). Each finished evaluation leaves `evaluated.json` beside
-  its `metrics.json`, naming the checkpoint's sha256, the val list, the condition and the seed; a rerun
-  with the same four reuses the score (status "skipped").
+* `evaluate_models` loads every model once and evaluates it on the val list (`evaluate_loaded`),
+  clean and once per condition with a seeded `Degradation` as its input transform. An expert is
+  evaluated again only under conditions that corrupt its own modality; under the others its input is
+  the clean one, so its clean score is repeated (status "unaffected"). Each finished evaluation leaves
+  `evaluated.json` beside its `metrics.json`, naming the checkpoint's sha256, the val list, the
+  condition and the seed; a rerun with the same four reuses the score (status "skipped").
 * `render_predictions` predicts a few val frames with every model (each checkpoint loaded once) and
   lays them out with `engine.visualize.render_comparison_grid`: inputs | ground truth | one column per
   model.
@@ -26,25 +26,20 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from numpy.typing import NDArray
+from torch import nn
 
 from fusionseg.config import RunConfig
 from fusionseg.data.dataset import build_dataset, get_modality
 from fusionseg.data.datasets import get_dataset_info
 from fusionseg.engine.checkpoint import sidecar_path
-from fusionseg.engine.inference import (
-    checkpoint_forward,
-    evaluate_checkpoint,
-    inputs_to_device,
-    load_for_inference,
-    predict_probs,
-    resolve_device,
-    select_inputs,
-)
+from fusionseg.engine.inference import load_for_inference, predict_probs, select_inputs
 from fusionseg.engine.robustness import Degradation, parse_degradations
+from fusionseg.engine.runtime import inputs_to_device, resolve_device
 from fusionseg.engine.visualize import colorize_labels, render_comparison_grid
 from fusionseg.errors import ConfigError, DataError
 from fusionseg.fsutil import atomic_write_text
 from fusionseg.modalities.jet import depth_to_jet
+from fusionseg.workflows.evaluate import evaluate_loaded
 
 CLEAN = "clean"
 CONDITIONS_KEY = "fusion.pipeline_robustness"
@@ -324,7 +319,8 @@ def evaluate_models(
     """Evaluate every model on `data`, clean and under every condition.
 
     Model `m` writes `<out_dir>/<m>/metrics.json` (clean, spaces in `m` become "-") and
-    `<out_dir>/<m>/<condition slug>/metrics.json`, each with its confusion matrix.
+    `<out_dir>/<m>/<condition slug>/metrics.json`, each with its confusion matrix. Each checkpoint is
+    loaded once, when its first evaluation runs, for all of its conditions.
 
     Args:
         checkpoints: Model name -> checkpoint, in row order.
@@ -347,13 +343,45 @@ def evaluate_models(
     if not conditions or conditions[0].name != CLEAN:
         raise ValueError("conditions must start with the clean condition (see parse_conditions)")
     data, out = Path(data), Path(out_dir)
-    data_sha = _data_digest(data)
-    scores: dict[str, dict[str, Score]] = {}
-    steps: dict[str, int | None] = {}  # model -> step of the checkpoint evaluated
-    num_images = 0
-    for model, ckpt in checkpoints.items():
-        model_dir = out / model.replace(" ", "-")
-        ckpt_sha = _digest(Path(ckpt))
+    job = _EvalJob(data, _data_digest(data), seed, normalization, resolve_device(device), notify)
+    scores = {
+        model: job.row(model, Path(ckpt), out / model.replace(" ", "-"), conditions)
+        for model, ckpt in checkpoints.items()
+    }
+    return ResultsTable(
+        data=data,
+        num_images=job.num_images,
+        seed=seed,
+        conditions=tuple(conditions),
+        skipped_conditions=tuple(skipped_conditions),
+        scores=scores,
+        checkpoints={m: Path(p) for m, p in checkpoints.items()},
+        training={
+            m: summary
+            for m, p in checkpoints.items()
+            if (summary := training_summary(p, best_step=job.steps.get(m))) is not None
+        },
+    )
+
+
+@dataclass
+class _EvalJob:
+    """The evaluations of `evaluate_models`: one row of scores per model."""
+
+    data: Path
+    data_sha: str | None
+    seed: int
+    normalization: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None
+    device: torch.device
+    notify: Callable[[str], None] | None
+    num_images: int = 0
+    steps: dict[str, int | None] = field(default_factory=dict)  # model -> step of the checkpoint
+
+    def row(
+        self, model: str, ckpt: Path, model_dir: Path, conditions: Sequence[Condition]
+    ) -> dict[str, Score]:
+        """Scores of one model under every condition (reused, repeated or evaluated now)."""
+        ckpt_sha = _digest(ckpt)
         row: dict[str, Score] = {}
         modalities: list[str] = []
         loaded = None  # (model, payload), loaded once for all of this model's conditions
@@ -365,57 +393,54 @@ def evaluate_models(
                 continue
             record = {
                 "checkpoint_sha256": ckpt_sha,
-                "data": str(data.resolve()),
-                "data_sha256": data_sha,
+                "data": str(self.data.resolve()),
+                "data_sha256": self.data_sha,
                 "condition": cond.name,
-                "seed": seed,
+                "seed": self.seed,
             }
             stored = _reuse(folder, record)
             if stored is not None:
                 row[cond.name] = Score(stored["miou"], "skipped", folder / "metrics.json")
-                steps.setdefault(model, stored.get("step"))
+                self.steps.setdefault(model, stored.get("step"))
                 modalities = modalities or list(stored["modalities"])
-                num_images = max(num_images, int(stored["num_images"]))
+                self.num_images = max(self.num_images, int(stored["num_images"]))
                 continue
-            if notify is not None:
-                notify(f"evaluate {model}" + ("" if cond.name == CLEAN else f" ({cond.title})"))
-            transform = None
-            if affected:
-                transform = Degradation(affected, seed=seed, normalization=normalization)
+            if self.notify is not None:
+                self.notify(f"evaluate {model}" + ("" if cond.name == CLEAN else f" ({cond.title})"))
             if loaded is None:
-                loaded = load_for_inference(ckpt, device=resolve_device(device))
-                steps[model] = loaded[1].get("step")
-            report = evaluate_checkpoint(
-                ckpt, data, out_dir=folder, device=device, input_transform=transform, loaded=loaded
-            )
-            miou = report.metrics.miou
-            miou = float(miou) if np.isfinite(miou) else None
-            modalities = list(report.modalities)
-            num_images = max(num_images, report.num_images)
-            record |= {
-                "miou": miou,
-                "modalities": modalities,
-                "num_images": report.num_images,
-                "step": steps.get(model),
-            }
-            atomic_write_text(folder / RECORD_FILE, json.dumps(record, indent=2) + "\n")
-            row[cond.name] = Score(miou, "done", folder / "metrics.json")
-        scores[model] = row
+                loaded = load_for_inference(ckpt, device=self.device)
+                self.steps[model] = loaded[1].get("step")
+            row[cond.name], modalities = self._evaluate(model, ckpt, loaded, folder, affected, record)
         del loaded
-    return ResultsTable(
-        data=data,
-        num_images=num_images,
-        seed=seed,
-        conditions=tuple(conditions),
-        skipped_conditions=tuple(skipped_conditions),
-        scores=scores,
-        checkpoints={m: Path(p) for m, p in checkpoints.items()},
-        training={
-            m: summary
-            for m, p in checkpoints.items()
-            if (summary := training_summary(p, best_step=steps.get(m))) is not None
-        },
-    )
+        return row
+
+    def _evaluate(
+        self,
+        model: str,
+        ckpt: Path,
+        loaded: tuple[nn.Module, Mapping[str, Any]],
+        folder: Path,
+        affected: Mapping[str, str],
+        record: dict[str, Any],
+    ) -> tuple[Score, list[str]]:
+        """Evaluate a loaded model under one condition and record it in `folder/evaluated.json`."""
+        transform = None
+        if affected:
+            transform = Degradation(affected, seed=self.seed, normalization=self.normalization)
+        report = evaluate_loaded(
+            *loaded, self.data, checkpoint=ckpt, out_dir=folder, device=self.device, input_transform=transform
+        )
+        miou = report.metrics.miou
+        miou = float(miou) if np.isfinite(miou) else None
+        self.num_images = max(self.num_images, report.num_images)
+        record = record | {
+            "miou": miou,
+            "modalities": list(report.modalities),
+            "num_images": report.num_images,
+            "step": self.steps.get(model),
+        }
+        atomic_write_text(folder / RECORD_FILE, json.dumps(record, indent=2) + "\n")
+        return Score(miou, "done", folder / "metrics.json"), list(report.modalities)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -502,7 +527,6 @@ def render_predictions(
         inputs = select_inputs(stacked, payload["modalities"], source=str(ckpt))
         probs = predict_probs(
             model,
-            checkpoint_forward(payload),
             inputs_to_device(inputs, dev),
             mode="pad",
             nearest=[m for m in inputs if get_modality(m).kind == "depth"],

@@ -1,0 +1,1 @@
+"""fusionseg.workflows: training, evaluation and prediction jobs composed from `fusionseg.engine`."""
