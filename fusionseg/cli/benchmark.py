@@ -274,7 +274,7 @@ def model(
             size_hw=size_hw,
             batch=batch,
             device=device,
-            train=train,
+            mode="train" if train else "inference",
             warmup=warmup,
             repeat=repeat,
             compare=compare,

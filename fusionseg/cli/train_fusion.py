@@ -87,31 +87,6 @@ class TrainingDisplay:
             self.bar.stop()
 
 
-def fusion_result_dict(result: Any) -> dict[str, Any]:
-    """JSON form of a `FusionResult`."""
-    stages = []
-    for s in result.stages:
-        train = s.train
-        stages.append(
-            {
-                "stage": s.stage,
-                "run_dir": str(s.run_dir),
-                "checkpoint": str(s.checkpoint),
-                "skipped": train is None,
-                "steps": None if train is None else train.steps,
-                "best_miou": None if train is None else train.best_miou,
-                "trainable_params": s.trainable_params,
-                "frozen_params": s.frozen_params,
-            }
-        )
-    return {
-        "scheme": result.scheme,
-        "experts": [e.to_dict() for e in result.experts],
-        "stages": stages,
-        "checkpoint": str(result.checkpoint),
-    }
-
-
 def render_fusion_result(result: Any) -> None:
     """Rich tables of a `FusionResult` on stdout."""
     from rich.table import Table
@@ -194,24 +169,20 @@ def command(
         raise click.UsageError("give the experts: --experts rgb=CKPT depth=CKPT")
     display = TrainingDisplay()
     try:
-        result = api.train_fusion(
+        cfg = api.fusion_run_config(
             experts,
             config_path=config_path,
             overrides=overrides,
             scheme=scheme,
             out_dir=out_dir,
             finetune=True if finetune else None,
-            resume=resume,
-            progress=display,
-            on_stage=display.stage,
         )
+        result = api.train_fusion(cfg, resume=resume, progress=display, on_stage=display.stage)
     finally:
         display.stop()
-    from fusionseg.engine.distributed import is_main_process
-
-    if not is_main_process():  # under torchrun only rank 0 reports
+    if not api.is_main_process():  # under torchrun only rank 0 reports
         return
     if as_json:
-        print_json(fusion_result_dict(result))
+        print_json(result.to_dict())
         return
     render_fusion_result(result)

@@ -48,14 +48,11 @@ def command(config_path: Path, overrides: tuple[str, ...], as_json: bool) -> Non
 
     display = TrainingDisplay()
     try:
-        result = api.train_pipeline(
-            config_path, overrides, progress=display, on_step=display.new_step, on_stage=display.stage
-        )
+        cfg = api.load_config(config_path, overrides)
+        result = api.run_pipeline(cfg, progress=display, on_step=display.new_step, on_stage=display.stage)
     finally:
         display.stop()
-    from fusionseg.engine.distributed import is_main_process
-
-    if not is_main_process():  # under torchrun only rank 0 reports
+    if not api.is_main_process():  # under torchrun only rank 0 reports
         return
     if as_json:
         print_json(result.to_dict())
@@ -67,7 +64,7 @@ def command(config_path: Path, overrides: tuple[str, ...], as_json: bool) -> Non
         for name, path in result.checkpoints.items():
             out.print(f"{name}: {path}")
         return
-    from fusionseg.workflows.report import format_miou
+    format_miou = api.format_miou
 
     grid = Table(
         title=f"val mIoU (%), {table.num_images} images, faults seeded {table.seed}", box=box.SIMPLE_HEAD

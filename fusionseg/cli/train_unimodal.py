@@ -124,23 +124,10 @@ def command(
         result = api.train_expert(cfg, modality, resume=resume, progress=reporter)
     finally:
         reporter.stop()
-    from fusionseg.engine.distributed import is_main_process
-
-    if not is_main_process():  # under torchrun only rank 0 reports
+    if not api.is_main_process():  # under torchrun only rank 0 reports
         return
     if as_json:
-        print_json(
-            {
-                "run_dir": str(result.run_dir),
-                "steps": result.steps,
-                "skipped_steps": result.skipped_steps,
-                "last_checkpoint": str(result.last_checkpoint),
-                "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
-                "best_miou": None if not math.isfinite(result.best_miou) else result.best_miou,
-                "resumed_from": str(result.resumed_from) if result.resumed_from else None,
-                "metrics": result.metrics.to_dict() if result.metrics is not None else None,
-            }
-        )
+        print_json(result.to_dict())
         return
     if result.metrics is not None:
         out.print(metrics_table(result.metrics, f"validation after {result.steps} steps ({modality})"))

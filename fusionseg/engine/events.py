@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,19 @@ class TrainResult:
     metrics: SegmentationMetrics | None
     skipped_steps: int
     resumed_from: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (paths as strings, a never-validated mIoU as None)."""
+        return {
+            "run_dir": str(self.run_dir),
+            "steps": self.steps,
+            "skipped_steps": self.skipped_steps,
+            "last_checkpoint": str(self.last_checkpoint),
+            "best_checkpoint": str(self.best_checkpoint) if self.best_checkpoint else None,
+            "best_miou": None if not math.isfinite(self.best_miou) else self.best_miou,
+            "resumed_from": str(self.resumed_from) if self.resumed_from else None,
+            "metrics": self.metrics.to_dict() if self.metrics is not None else None,
+        }
 
 
 def merge_batches(batches: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:

@@ -47,6 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from fusionseg import __version__
+from fusionseg.engine.checkpoint import checkpoint_input_size
 from fusionseg.engine.export_formats import EXPORT_FORMATS, SUFFIXES
 from fusionseg.errors import ConfigError, FusionsegError
 from fusionseg.fsutil import atomic_write_bytes
@@ -203,15 +204,6 @@ def _check_size(size_hw: tuple[int, int], what: str) -> tuple[int, int]:
     h, w = (int(v) for v in size_hw)
     check_size_multiple(h, w, what=what)
     return h, w
-
-
-def _trained_size(payload: Mapping[str, Any]) -> tuple[int, int]:
-    """The checkpoint's training crop size (its `input_size`, else its config's data size)."""
-    size = payload.get("input_size")
-    if not size:
-        data = (payload.get("config") or {}).get("data") or {}
-        size = [data.get("height_px", 384), data.get("width_px", 768)]
-    return int(size[0]), int(size[1])
 
 
 def _example_inputs(
@@ -412,7 +404,7 @@ def export_model(
     model = model.float().eval()
     kind = str(payload.get("kind"))
     modalities = list(payload["modalities"])
-    size_hw = _check_size(size if size is not None else _trained_size(payload), "size")
+    size_hw = _check_size(size if size is not None else checkpoint_input_size(payload), "size")
     wrapper = LogitsOnly(model, modalities).eval()
     notes: list[str] = []
     dynamic_hw = format != "safetensors"
@@ -459,7 +451,7 @@ def _export_metadata(payload: Mapping[str, Any], kind: str, modalities: Sequence
         "num_classes": str(int(payload["num_classes"])),
         "class_names": json.dumps(list(payload.get("class_names") or [])),
         "normalization": json.dumps(payload.get("normalization") or {}),
-        "input_size_hw": json.dumps(list(_trained_size(payload))),
+        "input_size_hw": json.dumps(list(checkpoint_input_size(payload))),
         "input_range": "0-255 images (BGR), metres for raw depth, then the normalization above",
     }
 

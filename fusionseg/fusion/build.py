@@ -2,7 +2,7 @@
 
 A scheme name picks its builder from the plain dict `FUSION_SCHEMES`; an unknown name raises
 `ConfigError` listing the known ones. Experts are built freshly (He init) here; their trained weights
-are loaded by the training stages (`fusionseg.engine.stages`).
+are loaded by the training stages (`fusionseg.workflows.train_fusion`).
 """
 
 from __future__ import annotations

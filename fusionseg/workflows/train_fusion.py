@@ -196,6 +196,29 @@ class FusionResult:
         """The final model's checkpoint."""
         return self.stages[-1].checkpoint
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: scheme, expert provenance, each stage's folder, checkpoint and counts."""
+        stages = [
+            {
+                "stage": s.stage,
+                "run_dir": str(s.run_dir),
+                "checkpoint": str(s.checkpoint),
+                "skipped": s.train is None,
+                "steps": None if s.train is None else s.train.steps,
+                "best_miou": None if s.train is None else s.train.best_miou,
+                "trainable_params": s.trainable_params,
+                "frozen_params": s.frozen_params,
+            }
+            for s in self.stages
+        ]
+        experts = [e.to_dict() for e in self.experts]
+        return {
+            "scheme": self.scheme,
+            "experts": experts,
+            "stages": stages,
+            "checkpoint": str(self.checkpoint),
+        }
+
 
 def stage_complete(run_dir: Path, iterations: int) -> bool:
     """True when `run_dir/last.pt` exists, verifies and reached the run's steps

@@ -15,7 +15,7 @@ def test_ssma_beats_best_expert_on_synthetic(tmp_path):
     camouflaged like their background need depth, flat markings need RGB (docs/synthetic.md)."""
     data = tmp_path / "synthetic"
     api.make_synthetic(data, SyntheticConfig(num_frames=160, height_px=96, width_px=192, seed=0, workers=1))
-    result = api.train_pipeline(
+    cfg = api.load_config(
         "configs/synthetic-pipeline.yaml",
         [
             f"data.root={data}",
@@ -31,6 +31,7 @@ def test_ssma_beats_best_expert_on_synthetic(tmp_path):
             "fusion.iterations=200",
         ],
     )
+    result = api.run_pipeline(cfg)
     print({name: round(100 * miou, 2) for name, miou in result.miou.items()})  # shown with -s
     experts = {name: miou for name, miou in result.miou.items() if name.startswith("expert")}
     assert set(experts) == {"expert rgb", "expert depth"}

@@ -157,7 +157,8 @@ def test_tiny_pipeline_writes_table_and_picture(tmp_path, cheap_init, monkeypatc
             assert score.miou == table.miou(model, cond)
 
     # the CLI prints the table on stdout, stage statuses in one line
-    monkeypatch.setattr("fusionseg.api.train_pipeline", lambda *args, **kwargs: result)
+    monkeypatch.setattr("fusionseg.api.load_config", lambda *args, **kwargs: cfg)
+    monkeypatch.setattr("fusionseg.api.run_pipeline", lambda *args, **kwargs: result)
     assert main(["train-pipeline", "unused.yaml"]) == 0
     out = capsys.readouterr().out
     header_line = next(line for line in out.splitlines() if "rgb dropped" in line)
