@@ -9,6 +9,8 @@ import click
 from fusionseg.cli.evaluate import parse_scales
 from fusionseg.cli.options import checkpoint_option, depth_sensor_option, json_option
 
+PARAM_FLAGS = {"mode": "--resize/--pad"}  # library parameter -> flag (fusionseg.cli.flags)
+
 
 def parse_modality_dirs(values: tuple[str, ...]) -> dict[str, Path]:
     """('depth=DIR', ...) -> {"depth": Path(DIR)}; raises click.BadParameter on a bad entry."""

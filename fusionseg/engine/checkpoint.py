@@ -357,7 +357,7 @@ class CheckpointManager:
         """
         if self.has_checkpoints():
             raise FusionsegError(
-                f"{self.run_dir}: run folder already holds checkpoints; pass --resume to continue it "
+                f"{self.run_dir}: run folder already holds checkpoints; pass `resume` to continue it "
                 "or choose another output folder"
             )
 

@@ -67,20 +67,20 @@ def parse_degradations(
     for text, name, sep, kind in entries:
         name, kind = name.strip(), kind.strip()
         if not sep or not name:
-            raise ConfigError(f"--degrade {text!r}: expected MODALITY=KIND, e.g. depth=noise")
+            raise ConfigError(f"degrade: {text!r}: expected MODALITY=KIND, e.g. depth=noise")
         if kind not in DEGRADATIONS:
             raise ConfigError(
-                f"--degrade {text!r}: unknown corruption {kind!r} (known: {', '.join(DEGRADATIONS)})"
+                f"degrade: {text!r}: unknown corruption {kind!r} (known: {', '.join(DEGRADATIONS)})"
             )
         if modalities is not None and name not in modalities:
             raise ConfigError(
-                f"--degrade/--drop-modality {name!r}: the model's modalities are {', '.join(modalities)}"
+                f"`degrade`/`drop` {name!r}: the model's modalities are {', '.join(modalities)}"
             )
         if name in out:
-            raise ConfigError(f"--degrade/--drop-modality: modality {name!r} given twice")
+            raise ConfigError(f"`degrade`/`drop`: modality {name!r} given twice")
         if kind in _IMAGE_ONLY and get_modality(name).kind == "depth":
             raise ConfigError(
-                f"--degrade {name}={kind}: {kind!r} models lighting and applies to image modalities; "
+                f"degrade: {name}={kind}: {kind!r} models lighting and applies to image modalities; "
                 "use zero or noise for depth"
             )
         out[name] = kind

@@ -123,8 +123,8 @@ def check_resume_config(
         shown = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
         raise ConfigError(
             f"{source}: this run was started with another config ({shown}); rerun with the config it "
-            "was started with (its config.yaml), or --set train.allow_config_change=true to go on "
-            "with the new one"
+            "was started with (its config.yaml), or go on with the new one with the override "
+            "train.allow_config_change=true (`overrides`)"
         )
     line = f"step {step}: " + "; ".join(changes) + "\n"
     path = Path(run_dir) / CONFIG_CHANGES_FILE

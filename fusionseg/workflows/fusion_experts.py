@@ -163,7 +163,7 @@ def load_experts(
     if sorted(given) != sorted(wanted):
         raise ConfigError(
             f"fusion.experts: experts given for {given or 'no modality'}, the model fuses {wanted} "
-            "(pass one --experts NAME=CKPT per modality)"
+            "(pass one `experts` entry NAME=CKPT per modality)"
         )
     sources = []
     for modality in model.modalities:

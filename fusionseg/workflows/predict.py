@@ -118,7 +118,7 @@ def collect_frames(
     dirs = {k: Path(v) for k, v in (modality_dirs or {}).items()}
     for name, folder in dirs.items():
         if not folder.is_dir():
-            raise DataError(f"--modality-dir {name}={folder}: not a folder")
+            raise DataError(f"`modality_dirs` {name}={folder}: not a folder")
     raw: list[dict[str, Path]] = []
     for item in inputs:
         path = Path(item)
@@ -151,7 +151,7 @@ def collect_frames(
                     files[name] = found
                     continue
             if name in needed:
-                where = f"in {dirs[name]}" if name in dirs else "(pass --modality-dir NAME=DIR)"
+                where = f"in {dirs[name]}" if name in dirs else "(pass `modality_dirs` NAME=DIR)"
                 raise DataError(f"{anchor}: no {name!r} file with stem {anchor.stem!r} {where}")
         frame_id = anchor.stem
         if frame_id in ids:
@@ -205,7 +205,7 @@ def read_predict_input(
         if depth_scale is None:
             if bits == 16 or (bits is None and path.suffix.lower() not in (".tif", ".tiff", ".exr")):
                 raise DataError(
-                    f"{path}: the model reads this file as {name!r} depth; pass --depth-scale with the "
+                    f"{path}: the model reads this file as {name!r} depth; pass `depth_scale` with the "
                     "file's unit (mm, 0.1mm, 1e-4m, kitti, m or metres per unit): units are never guessed"
                 )
             depth_scale = 1.0  # float depth images hold metres
@@ -417,8 +417,8 @@ class _PredictJob:
             raise DataError(
                 f"{frame.files[modalities[0]]}: {h}x{w} is {h * w / 1e6:.0f} megapixels, above the "
                 f"{self.max_native_megapixels:g} predicted at native size ({mode} keeps full-size class "
-                f"maps, about {h * w * (len(self.names) + 1) * 4 / 2**30:.1f} GB); use --resize, or raise "
-                "--max-native-megapixels"
+                f"maps, about {h * w * (len(self.names) + 1) * 4 / 2**30:.1f} GB); use mode 'resize' "
+                "(`mode`), or raise `max_native_megapixels`"
             )
         tensors = {}
         for m in modalities:

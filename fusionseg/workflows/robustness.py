@@ -99,15 +99,13 @@ def evaluate_robustness(
         modalities = list(payload.get("modalities") or [])
         unknown = [m for m in kinds if m not in modalities]
         if unknown:
-            raise ConfigError(
-                f"--degrade/--drop-modality {unknown[0]!r}: {checkpoint} uses {', '.join(modalities)}"
-            )
+            raise ConfigError(f"`degrade`/`drop` {unknown[0]!r}: {checkpoint} uses {', '.join(modalities)}")
         normalization = payload.get("normalization") or {}
         if config is not None:
             normalization = {m: tuple(v) for m, v in config.data.normalization.items()}
         transform = Degradation(kinds, seed=seed, normalization=normalization)
     if gate_report and not isinstance(model, (FusedModel, CMoDEModel)):
-        raise ConfigError("--gate-report needs a fused (ssma or cmode) checkpoint; this one is an expert")
+        raise ConfigError("gate_report: needs a fused (ssma or cmode) checkpoint; this one is an expert")
     recorder = GateRecorder(model) if gate_report else None  # hooks this model's fusion gates
     with recorder if recorder is not None else nullcontext():
         evaluation = evaluate_loaded(

@@ -250,7 +250,7 @@ def _check_fusion_config(cfg: RunConfig) -> Any:
     fc = cfg.fusion
     modalities = tuple(cfg.data.modalities)
     if not fc.experts:
-        raise ConfigError("fusion.experts: no expert checkpoints given (--experts rgb=CKPT depth=CKPT)")
+        raise ConfigError("fusion.experts: no expert checkpoints given (`experts` rgb=CKPT depth=CKPT)")
     if sorted(fc.experts) != sorted(modalities):
         raise ConfigError(
             f"fusion.experts: experts for {list(fc.experts)} but data.modalities is {list(modalities)}"
@@ -472,7 +472,7 @@ def fusion_run_config(
         ConfigError: bad file, key or value. CheckpointError: unreadable first expert checkpoint.
     """
     if not experts:
-        raise ConfigError("--experts: give one NAME=CKPT per modality, e.g. rgb=runs/rgb/best.pt depth=...")
+        raise ConfigError("experts: give one NAME=CKPT per modality, e.g. rgb=runs/rgb/best.pt depth=...")
     first = Path(next(iter(experts.values())))
     saved = strip_retired_keys(load_checkpoint(first, map_location="cpu").get("config") or {})
     base = {k: saved[k] for k in ("data", "model", "train") if isinstance(saved.get(k), Mapping)}

@@ -100,7 +100,7 @@ def test_run_folder_outputs(tmp_path, datasets):
 
 def test_refuses_existing_run_without_resume(tmp_path, datasets):
     make_trainer(tmp_path / "run", datasets, iterations=3).fit()
-    with pytest.raises(FusionsegError, match="--resume"):
+    with pytest.raises(FusionsegError, match="`resume`"):
         make_trainer(tmp_path / "run", datasets, iterations=3).fit()
 
 

@@ -172,7 +172,7 @@ def test_sigkill_inside_a_checkpoint_save(
             _fit(run, resume=True, iterations=4)  # says so clearly ...
         _fit(run, resume=False, iterations=4)  # ... and a plain rerun is not refused
     else:
-        with pytest.raises(FusionsegError, match="--resume"):
+        with pytest.raises(FusionsegError, match="`resume`"):
             _fit(run, resume=False, iterations=4)  # a started run is not restarted by accident
         _fit(run, resume=True, iterations=4)
     _assert_same_run(run, short_reference)

@@ -224,7 +224,7 @@ def test_train_fusion_stage2_and_3(tmp_path, tiny_data, expert_ckpts, expert_sta
     # rerun as the pipeline does: complete stages are skipped
     again = train_fusion(cfg, out_dir=tmp_path / "run", skip_complete=True)
     assert all(s.train is None for s in again.stages)
-    with pytest.raises(Exception, match="--resume"):
+    with pytest.raises(Exception, match="`resume`"):
         train_fusion(cfg, out_dir=tmp_path / "run")
     # other expert bytes (same weights, another step) -> the finished run is not reused silently
     other = save_expert(tmp_path / "rgb2.pt", fusion_config(), "rgb", expert_states["rgb"], step=8)
