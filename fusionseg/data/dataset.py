@@ -378,7 +378,7 @@ def resolve_depth_sensor(cfg: DataConfig) -> str:
     """`data.depth_sensor`, with "auto" replaced by the built-in dataset's sensor ("any" otherwise)."""
     if cfg.depth_sensor != "auto":
         return cfg.depth_sensor
-    from fusionseg.data.datasets import get_dataset_info
+    from fusionseg.data.catalog import get_dataset_info
 
     try:
         return get_dataset_info(cfg.dataset).depth_sensor

@@ -471,8 +471,8 @@ def evaluate_checkpoint(
         CheckpointError: unreadable or incompatible checkpoint. DataError: unreadable data.
     """
     from fusionseg.config import saved_config_from_dict
+    from fusionseg.data.catalog import get_dataset_info
     from fusionseg.data.dataset import build_dataset, get_modality
-    from fusionseg.data.datasets import get_dataset_info
     from fusionseg.engine.visualize import render_confusion_matrix
     from fusionseg.fsutil import atomic_write_bytes, atomic_write_text
 
@@ -805,7 +805,7 @@ def read_predict_input(
 
 def _label_space(payload: Mapping[str, Any]) -> tuple[tuple[int, int], list[str], list[Any]]:
     """(training size, class names, palette) of a checkpoint, from its own keys or its config."""
-    from fusionseg.data.datasets import get_dataset_info
+    from fusionseg.data.catalog import get_dataset_info
 
     data_cfg = (payload.get("config") or {}).get("data") or {}
     size = payload.get("input_size") or [data_cfg.get("height_px", 384), data_cfg.get("width_px", 768)]

@@ -28,8 +28,8 @@ import torch
 from numpy.typing import NDArray
 
 from fusionseg.config import RunConfig
+from fusionseg.data.catalog import get_dataset_info
 from fusionseg.data.dataset import build_dataset, get_modality
-from fusionseg.data.datasets import get_dataset_info
 from fusionseg.engine.checkpoint import sidecar_path
 from fusionseg.engine.inference import (
     checkpoint_forward,

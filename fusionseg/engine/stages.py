@@ -445,8 +445,8 @@ def train_fusion(
     """
     import torch
 
+    from fusionseg.data.catalog import get_dataset_info
     from fusionseg.data.dataset import build_dataset, get_modality
-    from fusionseg.data.datasets import get_dataset_info
     from fusionseg.models.adapnet import check_training_size
 
     check_training_size(cfg.data.height_px, cfg.data.width_px)

@@ -934,8 +934,8 @@ def expert_checkpoint_meta(cfg: RunConfig, modality: str, *, in_channels: int) -
     (RGB per id), normalization (modality -> [mean, std] or absent), modality_kind, input_size [H, W],
     dataset.
     """
+    from fusionseg.data.catalog import get_dataset_info
     from fusionseg.data.dataset import get_modality
-    from fusionseg.data.datasets import get_dataset_info
 
     info = get_dataset_info(cfg.data.dataset)
     if cfg.model.num_classes != info.num_classes:

@@ -12,7 +12,7 @@ import torch
 from fusion_helpers import H, W, fusion_config, write_dataset
 
 from fusionseg.cli import main
-from fusionseg.data.datasets import SYNTHETIC
+from fusionseg.data.catalog import SYNTHETIC
 from fusionseg.engine.report import CLEAN, format_miou, parse_conditions, pick_frames
 from fusionseg.engine.stages import run_pipeline
 from fusionseg.engine.visualize import GRID_GAP_PX, colorize_labels
