@@ -652,7 +652,7 @@ def collect_frames(
     Raises:
         DataError: a missing input, an empty folder, or a needed modality without a file (names it).
     """
-    from fusionseg.data.listfile import LABEL_COLUMN, read_list
+    from fusionseg.data.listfile import LABEL_COLUMN, read_header, read_list
 
     dirs = {k: Path(v) for k, v in (modality_dirs or {}).items()}
     for name, folder in dirs.items():
@@ -667,10 +667,7 @@ def collect_frames(
                 raise DataError(f"{path}: folder holds no image files")
             raw.extend({primary: f} for f in files)
         elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
-            text = path.read_text(encoding="utf-8", errors="replace")
-            has_header = any(
-                line.strip().lower().replace(" ", "").startswith("#columns:") for line in text.splitlines()
-            )
+            has_header = read_header(path) is not None
             listed = read_list(path, columns=None if has_header else [primary], allow_absolute=True)
             raw.extend({c: f for c, f in s.files.items() if c != LABEL_COLUMN} for s in listed.samples)
         elif path.is_file():
@@ -707,13 +704,10 @@ def collect_frames(
 
 def _png_bit_depth(path: Path) -> int | None:
     """Bit depth from a PNG header (None for other formats)."""
-    from fusionseg.data.io import PNG_SIGNATURE
+    from fusionseg.data.io import read_image_header
 
-    with path.open("rb") as fh:
-        head = fh.read(25)
-    if len(head) == 25 and head[:8] == PNG_SIGNATURE:
-        return head[24]
-    return None
+    header = read_image_header(path, unknown_ok=True)
+    return header.bit_depth if header is not None and header.format == "PNG" else None
 
 
 def _bilinear_taps(n_out: int, n_in: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
