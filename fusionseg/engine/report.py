@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ from fusionseg.engine.inference import (
 from fusionseg.engine.robustness import Degradation, parse_degradations
 from fusionseg.engine.visualize import colorize_labels, render_comparison_grid
 from fusionseg.errors import ConfigError, DataError
-from fusionseg.fsutil import atomic_write_text
+from fusionseg.fsutil import atomic_write_text, sha256_file
 from fusionseg.modalities.jet import depth_to_jet
 
 CLEAN = "clean"
@@ -290,7 +289,7 @@ def _digest(path: Path) -> str | None:
 
 
 def _data_digest(data: Path) -> str | None:
-    return hashlib.sha256(data.read_bytes()).hexdigest() if data.is_file() else None
+    return sha256_file(data) if data.is_file() else None
 
 
 def _reuse(folder: Path, record: Mapping[str, Any]) -> dict[str, Any] | None:

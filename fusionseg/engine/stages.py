@@ -13,7 +13,6 @@ stage's checkpoints record the expert checkpoints (path and sha256) the model wa
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from fusionseg.engine import distributed
 from fusionseg.engine.checkpoint import as_plain, load_checkpoint, load_model_state
 from fusionseg.engine.trainer import ProgressFn, Trainer, TrainResult, check_resume_config
 from fusionseg.errors import CheckpointError, ConfigError, FusionsegError
+from fusionseg.fsutil import sha256_file
 from fusionseg.fusion.build import build_model
 from fusionseg.fusion.fused import CMoDEModel, ExpertEnsemble
 from fusionseg.models.adapnet import trunk_state_dict
@@ -43,15 +43,6 @@ FINETUNE_DIR = "finetune"  # stage-3 run folder inside the stage-2 one
 def fused_forward(model: nn.Module, batch: Mapping[str, Any]) -> ExpertOutput:
     """`forward(model, batch)` of a fused model: every modality of `batch["inputs"]` goes in."""
     return model(batch["inputs"])
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -211,7 +202,7 @@ def load_experts(
         step = payload.get("step")
         sources.append(
             ExpertSource(
-                modality, str(path.resolve()), file_sha256(path), int(step) if step is not None else None
+                modality, str(path.resolve()), sha256_file(path), int(step) if step is not None else None
             )
         )
     return sources
@@ -547,7 +538,7 @@ def train_fusion(
             on_stage(stage.name, stage)
         stage_meta = {**meta, "stage": stage.name}
         if previous is not None:
-            stage_meta["init_from"] = {"path": str(previous.resolve()), "sha256": file_sha256(previous)}
+            stage_meta["init_from"] = {"path": str(previous.resolve()), "sha256": sha256_file(previous)}
         trainer = Trainer(
             model,
             forward=fused_forward,
@@ -590,7 +581,7 @@ def check_provenance(
     by_modality = {e.modality: e for e in recorded}
     for modality, path in experts.items():
         known = by_modality.get(modality)
-        if known is None or file_sha256(path) != known.sha256:
+        if known is None or sha256_file(path) != known.sha256:
             raise CheckpointError(
                 f"{source}: this run was built from another {modality!r} expert "
                 f"({known.path if known else 'none'}), not {path}; use another output folder"
