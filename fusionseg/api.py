@@ -353,7 +353,7 @@ def _summary_fused(scheme: str) -> SummaryBuilder:
 
         import torch
 
-        from fusionseg.data.dataset import modality_channels
+        from fusionseg.data.modality_specs import modality_channels
         from fusionseg.fusion.build import build_model
 
         modalities = tuple(cfg.data.modalities) if len(cfg.data.modalities) >= 2 else ("rgb", "depth")

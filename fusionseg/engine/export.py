@@ -47,6 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from fusionseg import __version__
+from fusionseg.data.normalization import normalize_input
 from fusionseg.errors import ConfigError, FusionsegError
 from fusionseg.fsutil import atomic_write_bytes
 
@@ -235,8 +236,7 @@ def _example_inputs(
         scale = 10.0 if kinds.get(name) == "depth" else 255.0
         x = torch.rand(batch, channels, *size_hw, generator=gen) * scale  # (B, C, H, W)
         if name in norm:
-            mean, std = (torch.tensor(v, dtype=torch.float32)[None, :, None, None] for v in norm[name])
-            x = (x - mean) / std
+            x = normalize_input(x, *norm[name], channel_axis=-3)  # (B, C, H, W)
         tensors.append(x)
     return tuple(tensors)
 

@@ -472,7 +472,8 @@ def evaluate_checkpoint(
     """
     from fusionseg.config import saved_config_from_dict
     from fusionseg.data.catalog import get_dataset_info
-    from fusionseg.data.dataset import build_dataset, get_modality
+    from fusionseg.data.dataset import build_dataset
+    from fusionseg.data.modality_specs import get_modality
     from fusionseg.engine.visualize import render_confusion_matrix
     from fusionseg.fsutil import atomic_write_bytes, atomic_write_text
 
@@ -776,7 +777,8 @@ def read_predict_input(
         DataError: 16-bit depth without a depth scale, a 16-bit file where a prepared 8-bit image
             (JET/HHA/...) is needed, or an unreadable file.
     """
-    from fusionseg.data.dataset import get_modality, read_modality
+    from fusionseg.data.dataset import read_modality
+    from fusionseg.data.modality_specs import get_modality
 
     spec = get_modality(name)
     bits = _png_bit_depth(path)
@@ -859,8 +861,9 @@ def predict_files(
     """
     import time
 
-    from fusionseg.data.dataset import get_modality
     from fusionseg.data.io import read_image, write_png
+    from fusionseg.data.modality_specs import get_modality
+    from fusionseg.data.normalization import normalize_input
     from fusionseg.data.transforms import LINEAR, NEAREST
     from fusionseg.data.transforms import resize as resize_array
     from fusionseg.engine.visualize import colorize_labels, overlay_labels
@@ -914,8 +917,7 @@ def predict_files(
                 if array.ndim == 2:
                     array = array[:, :, None]
             if m in norm:
-                mean, std = norm[m]
-                array = (array - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+                array = normalize_input(array, *norm[m])
             tensors[m] = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), np.float32))[None]
         del arrays, array  # the full-size float inputs (1.2 GB for a 100-megapixel colour frame)
         tensors = inputs_to_device(tensors, dev)

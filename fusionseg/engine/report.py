@@ -28,7 +28,9 @@ from numpy.typing import NDArray
 
 from fusionseg.config import RunConfig
 from fusionseg.data.catalog import get_dataset_info
-from fusionseg.data.dataset import build_dataset, get_modality
+from fusionseg.data.dataset import build_dataset
+from fusionseg.data.modality_specs import get_modality
+from fusionseg.data.normalization import denormalize_input
 from fusionseg.engine.checkpoint import sidecar_path
 from fusionseg.engine.inference import (
     checkpoint_forward,
@@ -452,8 +454,7 @@ def _input_image(name: str, chw: torch.Tensor, normalization: Mapping[str, Any])
     """
     x = chw.numpy().transpose(1, 2, 0).astype(np.float32)  # (C, H, W) -> (H, W, C)
     if name in normalization:
-        mean, std = normalization[name]
-        x = x * np.asarray(std, np.float32) + np.asarray(mean, np.float32)  # raw units again
+        x = denormalize_input(x, *normalization[name])  # raw units again
     if get_modality(name).kind == "depth":
         depth_m = np.ascontiguousarray(np.clip(x[:, :, 0], 0.0, None), dtype=np.float32)  # (H, W)
         valid = depth_m[depth_m > 0]

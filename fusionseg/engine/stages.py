@@ -437,7 +437,8 @@ def train_fusion(
     import torch
 
     from fusionseg.data.catalog import get_dataset_info
-    from fusionseg.data.dataset import build_dataset, get_modality
+    from fusionseg.data.dataset import build_dataset
+    from fusionseg.data.modality_specs import get_modality
     from fusionseg.models.adapnet import check_training_size
 
     check_training_size(cfg.data.height_px, cfg.data.width_px)

@@ -935,7 +935,7 @@ def expert_checkpoint_meta(cfg: RunConfig, modality: str, *, in_channels: int) -
     dataset.
     """
     from fusionseg.data.catalog import get_dataset_info
-    from fusionseg.data.dataset import get_modality
+    from fusionseg.data.modality_specs import get_modality
 
     info = get_dataset_info(cfg.data.dataset)
     if cfg.model.num_classes != info.num_classes:
@@ -1011,7 +1011,8 @@ def train_expert(
         ConfigError: bad config (class count not matching the dataset, unknown modality, ...).
         DataError: unreadable lists or files. CheckpointError: see `Trainer.fit`.
     """
-    from fusionseg.data.dataset import build_dataset, get_modality
+    from fusionseg.data.dataset import build_dataset
+    from fusionseg.data.modality_specs import get_modality
     from fusionseg.models.adapnet import check_training_size
 
     check_training_size(cfg.data.height_px, cfg.data.width_px)
