@@ -6,7 +6,9 @@ the new one, and at most a stray `*.tmp-*` file is left behind (ignored by every
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import tempfile
 import threading
 from pathlib import Path
@@ -14,6 +16,10 @@ from pathlib import Path
 from fusionseg.errors import DataError
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# Temp files of `atomic_write_bytes` are ".<name>.tmp-<random>" beside their destination.
+_TEMP_INFIX = ".tmp-"
+_TEMP_RE = re.compile(r"^\..+" + re.escape(_TEMP_INFIX) + r"[^/]+$")
+_HASH_CHUNK = 1 << 20  # bytes read at a time by `sha256_file`
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -67,7 +73,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TEMP_INFIX}", dir=path.parent)
     except OSError as exc:
         raise DataError(f"{path}: cannot write ({exc.strerror or exc})") from None
     try:
@@ -93,26 +99,44 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def remove_stale_temps(folder: str | Path) -> int:
-    """Delete the temp files a killed `atomic_write_bytes` left directly in `folder` (not recursive).
+def remove_stale_temps(folder: str | Path, *, recursive: bool = False) -> int:
+    """Delete the temp files a killed `atomic_write_bytes` left in `folder`.
 
     Only names of the form `.<name>.tmp-<random>` are touched, never a complete file. Call it only while
     holding the folder's `OutputLock`: another writer's temp file in flight would look the same.
 
+    Args:
+        folder: Where to look; a missing folder has nothing to remove.
+        recursive: Also look in every sub-folder.
+
     Returns:
         How many files were removed.
     """
-    removed = 0
+    folder = Path(folder)
     try:
-        entries = list(Path(folder).iterdir())
+        entries = list(folder.rglob(f".*{_TEMP_INFIX}*") if recursive else folder.iterdir())
     except OSError:
         return 0
+    removed = 0
     for path in entries:
-        name = path.name
-        if name.startswith(".") and ".tmp-" in name[1:] and path.is_file():
+        if _TEMP_RE.match(path.name) and path.is_file():
             path.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of `data`."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (memory stays flat for large checkpoints)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(_HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def ensure_writable_dir(path: str | Path) -> Path:

@@ -114,7 +114,7 @@ def checkpoint_model_kind(payload: Mapping[str, Any], *, source: str = "checkpoi
 def example_channels(name: str, cfg: RunConfig | None = None) -> dict[str, int]:
     """{modality: input channels} of the kind's examples: `cfg.data.modalities` when it fits the kind
     (one modality for an expert, two or more for a fused model), else `example_modalities`."""
-    from fusionseg.data.dataset import modality_channels
+    from fusionseg.data.modality_specs import modality_channels
 
     entry = model_kind(name)
     modalities = entry.example_modalities
@@ -165,7 +165,7 @@ def example_inputs(
     """
     import torch
 
-    from fusionseg.data.dataset import get_modality
+    from fusionseg.data.modality_specs import get_modality
 
     device = torch.device("cpu" if device is None else device)
     shapes = {m: (batch, int(c), height_px, width_px) for m, c in in_channels.items()}

@@ -8,7 +8,6 @@ the network is a learnable BatchNorm. Depth columns are read as float metres. La
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -20,70 +19,13 @@ from torch.utils.data import Dataset
 from fusionseg.config import DataConfig
 from fusionseg.data import io
 from fusionseg.data.listfile import LABEL_COLUMN, ListFile, read_list, scan_folder_layout
-from fusionseg.data.transforms import LINEAR, NEAREST, PairedTransform, resize
+from fusionseg.data.modality_specs import get_modality
+from fusionseg.data.normalization import Normalization, check_normalization, normalize_input
+from fusionseg.data.transforms import NEAREST, PairedTransform, resize
 from fusionseg.errors import ConfigError, DataError
 
 # Pixel values listed per offending label id before an error message summarises.
 MAX_LISTED_IDS = 10
-
-Normalization = dict[str, tuple[tuple[float, ...], tuple[float, ...]]]
-
-
-@dataclass(frozen=True)
-class ModalitySpec:
-    """How one modality is stored and fed.
-
-    Attributes:
-        name: Modality key (list column name).
-        channels: Channels of the network input.
-        kind: "colour": 8-bit colour file read in OpenCV's B, G, R order, float 0-255; "gray": 8-bit
-            single-channel file, float 0-255; "depth": 16-bit depth file, float metres (0 = missing).
-    """
-
-    name: str
-    channels: int
-    kind: Literal["colour", "gray", "depth"]
-
-    @property
-    def interpolation(self) -> int:
-        """OpenCV interpolation for resizing: nearest for depth (no mixed surfaces), bilinear otherwise."""
-        return NEAREST if self.kind == "depth" else LINEAR
-
-
-MODALITIES: dict[str, ModalitySpec] = {
-    spec.name: spec
-    for spec in (
-        ModalitySpec("rgb", 3, "colour"),
-        ModalitySpec("jet", 3, "colour"),
-        ModalitySpec("hha", 3, "colour"),
-        ModalitySpec("evi", 3, "colour"),
-        ModalitySpec("ndvi", 3, "colour"),
-        ModalitySpec("nrg", 3, "colour"),
-        ModalitySpec("normals", 3, "colour"),
-        ModalitySpec("depth", 1, "depth"),
-        ModalitySpec("depth_raw", 1, "depth"),
-        ModalitySpec("depth_sparse", 1, "depth"),
-        ModalitySpec("depth_filled", 1, "depth"),
-        ModalitySpec("nir", 1, "gray"),
-    )
-}
-
-
-def get_modality(name: str) -> ModalitySpec:
-    """The spec of a modality name.
-
-    Raises:
-        ConfigError: unknown name (the message lists the known ones).
-    """
-    try:
-        return MODALITIES[name]
-    except KeyError:
-        raise ConfigError(f"unknown modality {name!r} (known: {', '.join(MODALITIES)})") from None
-
-
-def modality_channels(name: str) -> int:
-    """Number of input channels of a modality (3 for 8-bit colour images, 1 for depth and NIR)."""
-    return get_modality(name).channels
 
 
 def read_modality(
@@ -114,36 +56,6 @@ def read_modality(
     # depth in metres; the unit is declared by the config and checked against the sensor's range
     depth = io.read_depth(path, depth_scale_m=depth_scale_m, sensor=depth_sensor, allow_empty=True)
     return depth[:, :, None]
-
-
-def check_normalization(
-    normalization: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None, modalities: Sequence[str]
-) -> Normalization:
-    """Validate per-modality (mean, std) and return it as a plain dict of float tuples.
-
-    Raises:
-        ConfigError: a modality not used, wrong number of values for its channels, or std <= 0.
-    """
-    out: Normalization = {}
-    for name, pair in (normalization or {}).items():
-        if name not in modalities:
-            raise ConfigError(f"data.normalization.{name}: not one of the modalities {list(modalities)}")
-        try:
-            mean, std = pair
-            mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"data.normalization.{name}: expected [[mean...], [std...]], got {pair!r}"
-            ) from None
-        channels = modality_channels(name)
-        if len(mean) != channels or len(std) != channels:
-            raise ConfigError(
-                f"data.normalization.{name}: needs {channels} means and stds, got {len(mean)} and {len(std)}"
-            )
-        if not all(np.isfinite(mean)) or not all(np.isfinite(s) and s > 0 for s in std):
-            raise ConfigError(f"data.normalization.{name}: means must be finite and stds positive")
-        out[name] = (mean, std)
-    return out
 
 
 class SegmentationDataset(Dataset):
@@ -295,8 +207,7 @@ class SegmentationDataset(Dataset):
         tensors = {}
         for name, array in inputs.items():
             if name in self.normalization:
-                mean, std = self.normalization[name]
-                array = (array - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+                array = normalize_input(array, *self.normalization[name])
             chw = np.ascontiguousarray(array.transpose(2, 0, 1), np.float32)  # (H, W, C) -> (C, H, W)
             tensors[name] = torch.from_numpy(chw)
         return {
@@ -378,7 +289,7 @@ def resolve_depth_sensor(cfg: DataConfig) -> str:
     """`data.depth_sensor`, with "auto" replaced by the built-in dataset's sensor ("any" otherwise)."""
     if cfg.depth_sensor != "auto":
         return cfg.depth_sensor
-    from fusionseg.data.datasets import get_dataset_info
+    from fusionseg.data.catalog import get_dataset_info
 
     try:
         return get_dataset_info(cfg.dataset).depth_sensor

@@ -8,8 +8,11 @@ not fit the declared unit (metres stored where millimetres are declared, say) ar
 
 from __future__ import annotations
 
+import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import cv2
 import numpy as np
@@ -81,10 +84,10 @@ DEPTH_SENSORS: dict[str, DepthSensor] = {
 # Frames with fewer valid pixels than this are not judged (a median of a handful of returns says little).
 MIN_PIXELS_FOR_RANGE_CHECK = 64
 DEPTH_SENSOR_CHOICES = (*DEPTH_SENSORS, "off")  # "off": no plausibility check (unusual sensors)
-# The 8 bytes every PNG file starts with.
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Pixels per image above which decoding is refused (guards against decompression bombs).
 MAX_PIXELS = 100_000_000
+# Bits per sample of Pillow's image modes (16-bit colour PNGs are told by their raw mode, "RGB;16B").
+_MODE_BITS = {"1": 1, "I;16": 16, "I;16B": 16, "I;16L": 16, "I": 32, "F": 32}
 
 
 def parse_depth_scale(value: str | float) -> float:
@@ -120,44 +123,117 @@ def _check_size(path: Path) -> None:
         raise DataError(f"{path}: file is empty (0 bytes)")
 
 
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header declares, read without decoding the pixels.
+
+    Attributes:
+        format: Pillow's format name: "PNG", "JPEG", "TIFF", ...
+        height_px, width_px: Image size, pixels.
+        channels: Samples per pixel as stored (a palette image has 1).
+        bit_depth: Bits per sample as stored (8 for ordinary images, 16 for depth PNGs).
+    """
+
+    format: str
+    height_px: int
+    width_px: int
+    channels: int
+    bit_depth: int
+
+
+def read_image_header(path: str | Path, *, unknown_ok: bool = False) -> ImageHeader | None:
+    """Read an image file's header (size, channels, bit depth) with Pillow, which decodes nothing yet.
+
+    Args:
+        path: The image file.
+        unknown_ok: Return None for a file Pillow cannot identify (OpenEXR, a corrupt header) instead
+            of raising.
+
+    Raises:
+        DataError: naming the file: unreadable, a declared size above `MAX_PIXELS` (a decompression
+            bomb), or (without `unknown_ok`) not an image Pillow knows.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            return _identify(fh, path, unknown_ok=unknown_ok)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _identify(fh: IO[bytes], path: Path, *, unknown_ok: bool) -> ImageHeader | None:
+    """`read_image_header` on an open binary file."""
+    from PIL import Image
+
+    too_big = DataError(f"{path}: image dimensions exceed the {MAX_PIXELS:,}-pixel limit")
+    try:
+        with warnings.catch_warnings():  # our own limit below, not Pillow's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(fh) as image:  # lazy: parses the header only
+                width, height = image.size
+                header = ImageHeader(
+                    image.format or "", height, width, len(image.getbands()), _stored_bits(image)
+                )
+    except Image.DecompressionBombError:
+        raise too_big from None
+    except Exception:  # noqa: BLE001 - Pillow raises many types for headers it cannot parse
+        declared = _declared_png_size(fh)
+        if declared is not None and declared[0] * declared[1] > MAX_PIXELS:
+            raise too_big from None
+        if unknown_ok:
+            return None
+        raise DataError(f"{path}: not a readable image (corrupt, truncated or unsupported format)") from None
+    if width * height > MAX_PIXELS:
+        raise too_big
+    return header
+
+
+def _declared_png_size(fh: IO[bytes]) -> tuple[int, int] | None:
+    """(W, H) a PNG's IHDR chunk declares, read by Pillow's chunk parser without the checksum test that
+    makes `Image.open` refuse a damaged header (a bomb with a broken CRC is still named a bomb)."""
+    from PIL import PngImagePlugin
+
+    try:
+        fh.seek(0)
+        if not PngImagePlugin._accept(fh.read(8)):  # Pillow's PNG signature test
+            return None
+        stream = PngImagePlugin.PngStream(fh)
+        cid, pos, length = stream.read()
+        if cid != b"IHDR":
+            return None
+        stream.call(cid, pos, length)  # parses the size; the CRC is only checked by `stream.crc`
+    except Exception:  # noqa: BLE001 - not a PNG, not even its first chunk, or another Pillow version
+        return None
+    return stream.im_size
+
+
+def _stored_bits(image: Any) -> int:
+    """Bits per sample as stored: Pillow shows 16-bit colour PNGs as 8-bit modes, their raw mode tells."""
+    raw = image.tile[0][3] if image.tile else None  # (codec, extents, offset, args)
+    raw = raw[0] if isinstance(raw, tuple) and raw else raw
+    if isinstance(raw, str) and ";16" in raw:
+        return 16
+    return _MODE_BITS.get(image.mode, 8)
+
+
 def _decode(path: Path, flags: int) -> np.ndarray:
     """Decode an image file; every failure becomes a DataError naming the file."""
     path = Path(path)
     _check_size(path)
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        data = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    header_ok = _header_dims_ok(data)
-    if not header_ok:
-        raise DataError(f"{path}: image dimensions exceed the {MAX_PIXELS:,}-pixel limit")
+    # a declared size above MAX_PIXELS is refused before decoding; formats Pillow does not know are
+    # left to OpenCV's own limit of 2^30 pixels
+    _identify(io.BytesIO(data), path, unknown_ok=True)
     try:
-        image = cv2.imdecode(data, flags)
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     except cv2.error as exc:
         raise DataError(f"{path}: cannot decode image ({exc.err})") from None
     if image is None:
         raise DataError(f"{path}: not a readable image (corrupt, truncated or unsupported format)")
     return image
-
-
-def _header_dims_ok(data: np.ndarray) -> bool:
-    """Check PNG and JPEG header dimensions before decoding (other formats are left to OpenCV's own
-    limit of 2^30 pixels)."""
-    if data.size >= 24 and bytes(data[:8]) == PNG_SIGNATURE:
-        width = int.from_bytes(bytes(data[16:20]), "big")
-        height = int.from_bytes(bytes(data[20:24]), "big")
-        return width * height <= MAX_PIXELS
-    if data.size >= 4 and bytes(data[:2]) == b"\xff\xd8":
-        head = bytes(data[:65536])  # the frame header comes before the image data
-        pos = 2
-        while pos + 9 <= len(head) and head[pos] == 0xFF:
-            marker, length = head[pos + 1], int.from_bytes(head[pos + 2 : pos + 4], "big")
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOFn: height, width
-                height = int.from_bytes(head[pos + 5 : pos + 7], "big")
-                width = int.from_bytes(head[pos + 7 : pos + 9], "big")
-                return width * height <= MAX_PIXELS
-            pos += 2 + length
-    return True
 
 
 def read_image(path: str | Path, *, order: str = "bgr") -> NDArray[np.uint8]:

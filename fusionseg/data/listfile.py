@@ -141,6 +141,53 @@ def _missing_error(source: Path, missing: list[tuple[int | None, str, Path]], to
     return DataError(f"{source}: {len(missing)} of {total} listed files are missing: {shown}{more}")
 
 
+def parse_header(line: str) -> tuple[str, ...] | None:
+    """Column names of a `# columns: a b c` header line (any case, spaces around `:`), else None.
+
+    The names are not checked here (`read_list` refuses empty, duplicate or odd ones).
+    """
+    match = _HEADER.match(line.strip())
+    return None if match is None else tuple(match.group(1).split())
+
+
+def read_header(path: str | Path) -> tuple[str, ...] | None:
+    """The column names of a list file's `# columns:` header, None when it has none before its first
+    sample (or cannot be read as UTF-8 text): tells a list file from other text files cheaply."""
+    try:
+        with Path(path).open(encoding="utf-8-sig") as fh:
+            for line in fh:
+                stripped = line.strip()
+                if stripped and not stripped.startswith("#"):
+                    return None  # a sample came first
+                if (names := parse_header(stripped)) is not None:
+                    return names
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def _scan_lines(text: str, path: Path) -> tuple[tuple[str, ...] | None, list[tuple[int, list[str]]]]:
+    """(checked header names or None, (line number, tokens) per sample line) of a list file's text."""
+    header: tuple[str, ...] | None = None
+    rows: list[tuple[int, list[str]]] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped.startswith("#"):
+            names = parse_header(stripped)
+            if names is None:
+                continue
+            if header is not None or rows:
+                raise DataError(
+                    f"{path}:{number}: '# columns:' header must come once, before the first sample"
+                )
+            header = _check_column_names(names, f"{path}:{number}")
+            continue
+        rows.append((number, stripped.split()))
+    return header, rows
+
+
 def read_list(
     path: str | Path,
     *,
@@ -179,23 +226,7 @@ def read_list(
         raise DataError(f"{path}: list file is not UTF-8 text (byte {exc.start})") from None
     root = path.parent if root is None else Path(root)
 
-    header: tuple[str, ...] | None = None
-    rows: list[tuple[int, list[str]]] = []
-    for number, line in enumerate(text.split("\n"), start=1):
-        stripped = line.strip()
-        if not stripped:
-            continue
-        if stripped.startswith("#"):
-            match = _HEADER.match(stripped)
-            if match is None:
-                continue
-            if header is not None or rows:
-                raise DataError(
-                    f"{path}:{number}: '# columns:' header must come once, before the first sample"
-                )
-            header = _check_column_names(match.group(1).split(), f"{path}:{number}")
-            continue
-        rows.append((number, stripped.split()))
+    header, rows = _scan_lines(text, path)
 
     if header is None:
         if columns is None:

@@ -16,7 +16,6 @@ Run folder layout (`CheckpointManager`):
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import random
@@ -33,7 +32,7 @@ from torch import nn
 
 from fusionseg import __version__
 from fusionseg.errors import CheckpointError, FusionsegError
-from fusionseg.fsutil import atomic_write_bytes, atomic_write_text
+from fusionseg.fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes
 
 FORMAT = "fusionseg-checkpoint"
 FORMAT_VERSION = 1
@@ -76,7 +75,7 @@ def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
     data = buffer.getvalue()
     # sidecar first: a crash between the two writes leaves no `.pt` without its digest (such a file
     # would count as a checkpoint, yet never verify), only an orphan sidecar that the next save replaces
-    atomic_write_text(sidecar_path(path), f"{hashlib.sha256(data).hexdigest()}  {path.name}\n")
+    atomic_write_text(sidecar_path(path), f"{sha256_bytes(data)}  {path.name}\n")
     atomic_write_bytes(path, data)
     return path
 
@@ -138,7 +137,7 @@ def verify_checkpoint_file(path: str | Path, *, require_sidecar: bool = True) ->
         expected = side.read_text(encoding="utf-8").split()[0].lower()
     except (OSError, IndexError, UnicodeDecodeError):
         raise CheckpointError(f"{path}: sha256 sidecar {side.name} is unreadable") from None
-    actual = hashlib.sha256(data).hexdigest()
+    actual = sha256_bytes(data)
     if actual != expected:
         raise CheckpointError(
             f"{path}: sha256 mismatch (file {actual[:12]}..., sidecar {expected[:12]}...): "

@@ -47,6 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from fusionseg import __version__
+from fusionseg.data.normalization import normalize_input
 from fusionseg.engine.checkpoint import checkpoint_input_size
 from fusionseg.engine.export_formats import EXPORT_FORMATS, SUFFIXES
 from fusionseg.errors import ConfigError, FusionsegError
@@ -218,8 +219,7 @@ def _example_inputs(
     tensors = []
     for name, x in examples.items():
         if name in norm:
-            mean, std = (torch.tensor(v, dtype=torch.float32)[None, :, None, None] for v in norm[name])
-            x = (x - mean) / std
+            x = normalize_input(x, *norm[name], channel_axis=-3)  # (B, C, H, W)
         tensors.append(x)
     return tuple(tensors)
 

@@ -27,7 +27,8 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
-from fusionseg.data.dataset import get_modality
+from fusionseg.data.modality_specs import get_modality
+from fusionseg.data.normalization import denormalize_input, normalize_input
 from fusionseg.errors import ConfigError
 from fusionseg.fusion.fused import CMoDEModel, ExpertEnsemble, FusedModel
 
@@ -150,18 +151,14 @@ class Degradation:
             if name not in inputs:
                 continue
             x = inputs[name].float()
-            mean = std = None
-            if name in self.normalization:
-                mean_v, std_v = self.normalization[name]
-                mean = torch.tensor(mean_v, dtype=x.dtype)[:, None, None]  # (C, 1, 1)
-                std = torch.tensor(std_v, dtype=x.dtype)[:, None, None]
+            stats = self.normalization.get(name)  # (mean, std) per channel, or None
             is_depth = get_modality(name).kind == "depth"
             samples = []
             for i in range(batch):
                 gen = torch.Generator().manual_seed(_sample_seed(self.seed, self.samples_seen + i, name))
-                raw = x[i] * std + mean if mean is not None else x[i]  # (C, H, W) raw units
+                raw = denormalize_input(x[i], *stats, channel_axis=-3) if stats else x[i]  # (C, H, W) raw
                 bad = corrupt(raw, kind, is_depth=is_depth, generator=gen)
-                samples.append((bad - mean) / std if mean is not None else bad)
+                samples.append(normalize_input(bad, *stats, channel_axis=-3) if stats else bad)
             out[name] = torch.stack(samples).to(inputs[name].dtype)  # (B, C, H, W)
         self.samples_seen += batch
         return out

@@ -80,7 +80,7 @@ def _eval_data_config(data_cfg: Any, data: Path) -> tuple[Any, str]:
 
 def expected_label_space(config: Any) -> dict[str, Any] | None:
     """Keys a checkpoint must have to be evaluated on data read with `config` (None: no override)."""
-    from fusionseg.data.datasets import get_dataset_info
+    from fusionseg.data.catalog import get_dataset_info
 
     if config is None:
         return None
@@ -167,7 +167,7 @@ def evaluate_loaded(
         CheckpointError: class count differing from `config`'s dataset. DataError: unreadable data.
     """
     from fusionseg.config import saved_config_from_dict
-    from fusionseg.data.dataset import get_modality
+    from fusionseg.data.modality_specs import get_modality
 
     checkpoint, data = Path(checkpoint), Path(data)
     dev = resolve_device(device) if isinstance(device, str) else device

@@ -7,7 +7,6 @@ a run is only continued with the same experts.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,20 +17,12 @@ from torch import Tensor
 from fusionseg.config import RunConfig
 from fusionseg.engine.checkpoint import as_plain, load_checkpoint, load_model_state
 from fusionseg.errors import CheckpointError, ConfigError
+from fusionseg.fsutil import sha256_file
 from fusionseg.fusion.fused import CMoDEModel, ExpertEnsemble
 from fusionseg.models.adapnet import trunk_state_dict
 from fusionseg.workflows.run_meta import EXPERT_KIND
 
 ARCHITECTURE_KEYS = ("dilations", "easpp_rates")  # model keys that change an expert's computation
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -186,7 +177,7 @@ def load_experts(
         step = payload.get("step")
         sources.append(
             ExpertSource(
-                modality, str(path.resolve()), file_sha256(path), int(step) if step is not None else None
+                modality, str(path.resolve()), sha256_file(path), int(step) if step is not None else None
             )
         )
     return sources
@@ -203,7 +194,7 @@ def check_provenance(
     by_modality = {e.modality: e for e in recorded}
     for modality, path in experts.items():
         known = by_modality.get(modality)
-        if known is None or file_sha256(path) != known.sha256:
+        if known is None or sha256_file(path) != known.sha256:
             raise CheckpointError(
                 f"{source}: this run was built from another {modality!r} expert "
                 f"({known.path if known else 'none'}), not {path}; use another output folder"

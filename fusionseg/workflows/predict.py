@@ -113,7 +113,7 @@ def collect_frames(
     Raises:
         DataError: a missing input, an empty folder, or a needed modality without a file (names it).
     """
-    from fusionseg.data.listfile import LABEL_COLUMN, read_list
+    from fusionseg.data.listfile import LABEL_COLUMN, read_header, read_list
 
     dirs = {k: Path(v) for k, v in (modality_dirs or {}).items()}
     for name, folder in dirs.items():
@@ -128,10 +128,7 @@ def collect_frames(
                 raise DataError(f"{path}: folder holds no image files")
             raw.extend({primary: f} for f in files)
         elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
-            text = path.read_text(encoding="utf-8", errors="replace")
-            has_header = any(
-                line.strip().lower().replace(" ", "").startswith("#columns:") for line in text.splitlines()
-            )
+            has_header = read_header(path) is not None
             listed = read_list(path, columns=None if has_header else [primary], allow_absolute=True)
             raw.extend({c: f for c, f in s.files.items() if c != LABEL_COLUMN} for s in listed.samples)
         elif path.is_file():
@@ -168,13 +165,10 @@ def collect_frames(
 
 def _png_bit_depth(path: Path) -> int | None:
     """Bit depth from a PNG header (None for other formats)."""
-    from fusionseg.data.io import PNG_SIGNATURE
+    from fusionseg.data.io import read_image_header
 
-    with path.open("rb") as fh:
-        head = fh.read(25)
-    if len(head) == 25 and head[:8] == PNG_SIGNATURE:
-        return head[24]
-    return None
+    header = read_image_header(path, unknown_ok=True)
+    return header.bit_depth if header is not None and header.format == "PNG" else None
 
 
 # frames larger than this (megapixels) are not predicted at native size (pad/slide) unless asked for
@@ -197,7 +191,8 @@ def read_predict_input(
         DataError: 16-bit depth without a depth scale, a 16-bit file where a prepared 8-bit image
             (JET/HHA/...) is needed, or an unreadable file.
     """
-    from fusionseg.data.dataset import get_modality, read_modality
+    from fusionseg.data.dataset import read_modality
+    from fusionseg.data.modality_specs import get_modality
 
     spec = get_modality(name)
     bits = _png_bit_depth(path)
@@ -220,7 +215,7 @@ def read_predict_input(
 
 def _label_space(payload: Mapping[str, Any]) -> tuple[tuple[int, int], list[str], list[Any]]:
     """(training size, class names, palette) of a checkpoint, from its own keys or its config."""
-    from fusionseg.data.datasets import get_dataset_info
+    from fusionseg.data.catalog import get_dataset_info
 
     data_cfg = (payload.get("config") or {}).get("data") or {}
     names, palette = payload.get("class_names"), payload.get("palette")
@@ -328,7 +323,7 @@ class _PredictJob:
         depth_sensor: str,
         max_native_megapixels: float,
     ) -> None:
-        from fusionseg.data.dataset import get_modality
+        from fusionseg.data.modality_specs import get_modality
 
         self.model, self.out, self.device = model, out, device
         self.mode, self.scales, self.flip, self.alpha = mode, scales, flip, alpha
@@ -399,6 +394,7 @@ class _PredictJob:
     def _read(self, frame: PredictFrame) -> tuple[dict[str, torch.Tensor], tuple[int, int]]:
         """The frame's model inputs as (1, C, H', W') tensors (resized in "resize" mode, normalised) and
         the frame's (H, W)."""
+        from fusionseg.data.normalization import normalize_input
         from fusionseg.data.transforms import LINEAR, NEAREST
         from fusionseg.data.transforms import resize as resize_array
 
@@ -429,8 +425,7 @@ class _PredictJob:
                 if array.ndim == 2:
                     array = array[:, :, None]
             if m in self.norm:
-                mean, std = self.norm[m]
-                array = (array - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+                array = normalize_input(array, *self.norm[m])
             tensors[m] = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), np.float32))[None]
             del array
         return tensors, (h, w)

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,15 +28,17 @@ from numpy.typing import NDArray
 from torch import nn
 
 from fusionseg.config import RunConfig
-from fusionseg.data.dataset import build_dataset, get_modality
-from fusionseg.data.datasets import get_dataset_info
+from fusionseg.data.catalog import get_dataset_info
+from fusionseg.data.dataset import build_dataset
+from fusionseg.data.modality_specs import get_modality
+from fusionseg.data.normalization import denormalize_input
 from fusionseg.engine.checkpoint import sidecar_path
 from fusionseg.engine.inference import load_for_inference, predict_probs, select_inputs
 from fusionseg.engine.robustness import Degradation, parse_degradations
 from fusionseg.engine.runtime import inputs_to_device, resolve_device
 from fusionseg.engine.visualize import colorize_labels, render_comparison_grid
 from fusionseg.errors import ConfigError, DataError
-from fusionseg.fsutil import atomic_write_text
+from fusionseg.fsutil import atomic_write_text, sha256_file
 from fusionseg.modalities.jet import depth_to_jet
 from fusionseg.workflows.evaluate import evaluate_loaded
 
@@ -285,7 +286,7 @@ def _digest(path: Path) -> str | None:
 
 
 def _data_digest(data: Path) -> str | None:
-    return hashlib.sha256(data.read_bytes()).hexdigest() if data.is_file() else None
+    return sha256_file(data) if data.is_file() else None
 
 
 def _reuse(folder: Path, record: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -478,8 +479,7 @@ def _input_image(name: str, chw: torch.Tensor, normalization: Mapping[str, Any])
     """
     x = chw.numpy().transpose(1, 2, 0).astype(np.float32)  # (C, H, W) -> (H, W, C)
     if name in normalization:
-        mean, std = normalization[name]
-        x = x * np.asarray(std, np.float32) + np.asarray(mean, np.float32)  # raw units again
+        x = denormalize_input(x, *normalization[name])  # raw units again
     if get_modality(name).kind == "depth":
         depth_m = np.ascontiguousarray(np.clip(x[:, :, 0], 0.0, None), dtype=np.float32)  # (H, W)
         valid = depth_m[depth_m > 0]

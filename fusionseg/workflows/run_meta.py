@@ -24,7 +24,7 @@ def check_num_classes(cfg: RunConfig) -> Any:
     Raises:
         ConfigError: the counts differ (void included).
     """
-    from fusionseg.data.datasets import get_dataset_info
+    from fusionseg.data.catalog import get_dataset_info
 
     info = get_dataset_info(cfg.data.dataset)
     if cfg.model.num_classes != info.num_classes:
@@ -57,7 +57,7 @@ def checkpoint_meta(
     Raises:
         ConfigError: `model.num_classes` differs from the dataset's class count.
     """
-    from fusionseg.data.dataset import get_modality
+    from fusionseg.data.modality_specs import get_modality
 
     info = check_num_classes(cfg)
     norms = cfg.data.normalization

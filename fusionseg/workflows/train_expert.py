@@ -87,7 +87,8 @@ def train_expert(
         ConfigError: bad config (class count not matching the dataset, unknown modality, ...).
         DataError: unreadable lists or files. CheckpointError: see `Trainer.fit`.
     """
-    from fusionseg.data.dataset import build_dataset, get_modality
+    from fusionseg.data.dataset import build_dataset
+    from fusionseg.data.modality_specs import get_modality
     from fusionseg.models.adapnet import check_training_size
 
     check_training_size(cfg.data.height_px, cfg.data.width_px)

@@ -28,9 +28,10 @@ from fusionseg.engine.events import ProgressFn, TrainResult
 from fusionseg.engine.runlog import check_resume_config
 from fusionseg.engine.trainer import Trainer
 from fusionseg.errors import CheckpointError, ConfigError
+from fusionseg.fsutil import sha256_file
 from fusionseg.fusion.build import build_model
 from fusionseg.fusion.fused import ExpertEnsemble
-from fusionseg.workflows.fusion_experts import ExpertSource, check_provenance, file_sha256, load_experts
+from fusionseg.workflows.fusion_experts import ExpertSource, check_provenance, load_experts
 from fusionseg.workflows.run_meta import check_num_classes, checkpoint_meta
 
 FINETUNE_DIR = "finetune"  # stage-3 run folder inside the stage-2 one
@@ -327,7 +328,7 @@ def train_fusion(
         ConfigError, CheckpointError, DataError: bad config, expert checkpoints or data (named).
     """
 
-    from fusionseg.data.dataset import get_modality
+    from fusionseg.data.modality_specs import get_modality
 
     info = _check_fusion_config(cfg)
     fc = cfg.fusion
@@ -400,7 +401,7 @@ def _stage_meta(meta: Mapping[str, Any], stage: Stage, previous: Path | None) ->
     """A stage's checkpoint metadata: the run's, its name and (stage 3) the checkpoint it started from."""
     stage_meta = {**meta, "stage": stage.name}
     if previous is not None:
-        stage_meta["init_from"] = {"path": str(previous.resolve()), "sha256": file_sha256(previous)}
+        stage_meta["init_from"] = {"path": str(previous.resolve()), "sha256": sha256_file(previous)}
     return stage_meta
 
 

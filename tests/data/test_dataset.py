@@ -11,14 +11,9 @@ import pytest
 import torch
 
 from fusionseg.config import DataConfig
-from fusionseg.data.dataset import (
-    MODALITIES,
-    SegmentationDataset,
-    build_dataset,
-    modality_channels,
-    read_modality,
-)
+from fusionseg.data.dataset import SegmentationDataset, build_dataset, read_modality
 from fusionseg.data.listfile import read_list, write_list
+from fusionseg.data.modality_specs import MODALITIES, modality_channels
 from fusionseg.data.transforms import PairedTransform
 from fusionseg.errors import ConfigError, DataError
 

@@ -13,8 +13,8 @@ import pytest
 from test_dataset import write_sample
 
 from fusionseg.config import DataConfig
+from fusionseg.data.catalog import get_dataset_info
 from fusionseg.data.dataset import build_dataset, read_modality, resolve_depth_sensor
-from fusionseg.data.datasets import get_dataset_info
 from fusionseg.data.io import DEPTH_SENSOR_CHOICES, DEPTH_SENSORS, DEPTH_UNITS, check_depth_range, read_depth
 from fusionseg.data.listfile import write_list
 from fusionseg.errors import DataError

@@ -10,7 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fusionseg.data.listfile import ListFile, read_list, scan_folder_layout, write_list
+from fusionseg.data.listfile import (
+    ListFile,
+    parse_header,
+    read_header,
+    read_list,
+    scan_folder_layout,
+    write_list,
+)
 from fusionseg.errors import DataError
 
 
@@ -253,3 +260,16 @@ def test_fuzz_structured_lines(tmp_path: Path, lines: list[str]) -> None:
     assert lst.samples and all(
         p.name == "a.png" and p.is_file() for s in lst.samples for p in s.files.values()
     )
+
+
+def test_one_header_parser_for_lines_and_files(tmp_path: Path) -> None:
+    assert parse_header("# columns: rgb depth label") == ("rgb", "depth", "label")
+    assert parse_header("  #Columns :rgb  ") == ("rgb",)
+    assert parse_header("# a comment") is None and parse_header("rgb/0.png") is None
+    text = "\ufeff# made by hand\n\n# columns: rgb label\nrgb/0.png label/0.png\n"
+    (tmp_path / "list.txt").write_text(text)
+    (tmp_path / "late.txt").write_text("rgb/0.png label/0.png\n# columns: rgb label\n")
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00")
+    assert read_header(tmp_path / "list.txt") == ("rgb", "label")
+    assert read_header(tmp_path / "late.txt") is None  # a sample came first
+    assert read_header(tmp_path / "binary.txt") is None and read_header(tmp_path / "missing.txt") is None

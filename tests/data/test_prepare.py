@@ -423,7 +423,7 @@ def test_resume_recomputes_outputs_that_are_not_whole(tmp_path: Path) -> None:
 
 def test_one_worker_runs_opencv_on_one_thread_and_restores_it(tmp_path: Path, monkeypatch) -> None:
     """--workers 1 is the single thread it says (benchmarks rely on it); the caller's setting returns."""
-    import fusionseg.data.prepare as prepare_module
+    import fusionseg.data.prepare.runner as prepare_module
 
     _write_dataset(tmp_path / "ds", n=2)
     seen = []

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from analytic_scenes import render_analytic_frame
 
 from fusionseg.config import SyntheticConfig
-from fusionseg.data.datasets import SYNTHETIC
+from fusionseg.data.catalog import SYNTHETIC
 from fusionseg.data.io import read_depth, read_gray, read_image, read_label
 from fusionseg.data.listfile import read_list
 from fusionseg.data.synthetic import (
@@ -26,7 +27,6 @@ from fusionseg.data.synthetic import (
     frame_params,
     generate_dataset,
     gravity_in_camera,
-    render_analytic_frame,
     render_frame,
     simulate_kinect_depth,
 )

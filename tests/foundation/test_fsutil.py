@@ -15,6 +15,9 @@ from fusionseg.fsutil import (
     atomic_write_text,
     current_umask,
     ensure_writable_dir,
+    remove_stale_temps,
+    sha256_bytes,
+    sha256_file,
 )
 
 
@@ -73,3 +76,24 @@ def test_atomic_writes_get_the_mode_of_the_umask(tmp_path, umask, mode) -> None:
         os.umask(old)
     assert (path.stat().st_mode & 0o777) == mode and (again.stat().st_mode & 0o777) == mode
     assert (path.parent.stat().st_mode & 0o777) == 0o777 & ~umask  # the folder it made, too
+
+
+def test_sha256_of_bytes_and_of_a_file_streamed_in_chunks(tmp_path) -> None:
+    import hashlib
+
+    data = os.urandom(3 << 20)  # more than one chunk
+    (tmp_path / "blob").write_bytes(data)
+    assert sha256_file(tmp_path / "blob") == sha256_bytes(data) == hashlib.sha256(data).hexdigest()
+
+
+def test_stale_temps_removed_are_only_atomic_write_leftovers(tmp_path) -> None:
+    (tmp_path / "sub").mkdir()
+    stale = [tmp_path / ".a.png.tmp-x1y2", tmp_path / "sub" / ".b.txt.tmp-abcd1234"]
+    kept = [tmp_path / "a.png", tmp_path / "..tmp-x", tmp_path / ".tmp-x", tmp_path / "sub" / "c.tmp-1"]
+    for path in stale + kept:
+        path.write_bytes(b"x")
+    assert remove_stale_temps(tmp_path) == 1  # this folder only
+    assert not stale[0].exists() and stale[1].exists()
+    assert remove_stale_temps(tmp_path, recursive=True) == 1
+    assert not stale[1].exists() and all(p.exists() for p in kept)
+    assert remove_stale_temps(tmp_path / "missing", recursive=True) == 0

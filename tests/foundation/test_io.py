@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import warnings
+
 import cv2
 import numpy as np
 import pytest
 
 from fusionseg.data.io import (
     DEPTH_UNITS,
+    ImageHeader,
     parse_depth_scale,
     read_depth,
     read_gray,
     read_image,
+    read_image_header,
     read_label,
     write_depth,
     write_png,
@@ -143,3 +147,48 @@ def test_image_readers(tmp_path, shared_data) -> None:
     write_png(sixteen, np.zeros((4, 4), np.uint16))
     with pytest.raises(DataError, match="expected an 8-bit image"):
         read_image(sixteen)
+
+
+def test_image_header_gives_size_channels_and_stored_bit_depth(tmp_path) -> None:
+    files = {
+        "grey16.png": np.zeros((4, 5), np.uint16),
+        "colour16.png": np.zeros((4, 5, 3), np.uint16),
+        "colour8.png": np.zeros((4, 5, 3), np.uint8),
+        "bgra8.png": np.zeros((4, 5, 4), np.uint8),
+        "colour8.jpg": np.zeros((4, 5, 3), np.uint8),
+    }
+    for name, image in files.items():
+        assert cv2.imwrite(str(tmp_path / name), image)
+    headers = {name: read_image_header(tmp_path / name) for name in files}
+    assert headers["grey16.png"] == ImageHeader("PNG", 4, 5, 1, 16)
+    assert headers["colour16.png"] == ImageHeader("PNG", 4, 5, 3, 16)
+    assert headers["colour8.png"] == ImageHeader("PNG", 4, 5, 3, 8)
+    assert headers["bgra8.png"] == ImageHeader("PNG", 4, 5, 4, 8)
+    assert headers["colour8.jpg"] == ImageHeader("JPEG", 4, 5, 3, 8)
+
+
+@pytest.mark.parametrize("side_px", [10_500, 60_000])  # above our limit; below / above Pillow's error
+def test_image_header_refuses_a_bomb_with_our_error_and_no_pillow_warning(tmp_path, side_px: int) -> None:
+    import zlib
+
+    data = bytearray(cv2.imencode(".png", np.zeros((1, 1), np.uint8))[1].tobytes())
+    data[16:24] = side_px.to_bytes(4, "big") * 2
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")  # a valid header
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(bytes(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a leaked DecompressionBombWarning would fail here
+        with pytest.raises(DataError, match="bomb.png: image dimensions exceed"):
+            read_image_header(bomb)
+        with pytest.raises(DataError, match="bomb.png: image dimensions exceed"):
+            read_image(bomb)
+
+
+def test_image_header_of_unknown_files(tmp_path) -> None:
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(bytes(range(256)))
+    assert read_image_header(junk, unknown_ok=True) is None
+    with pytest.raises(DataError, match="junk.png: not a readable image"):
+        read_image_header(junk)
+    with pytest.raises(DataError, match="missing.png: cannot read"):
+        read_image_header(tmp_path / "missing.png", unknown_ok=True)

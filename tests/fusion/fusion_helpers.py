@@ -12,7 +12,7 @@ from torch import nn
 
 from fusionseg.backbones.features import FeatureSpec
 from fusionseg.config import RunConfig, config_from_dict, config_to_dict
-from fusionseg.data.datasets import SYNTHETIC
+from fusionseg.data.catalog import SYNTHETIC
 from fusionseg.engine.checkpoint import checkpoint_header, save_checkpoint
 from fusionseg.models.output import ExpertOutput
 

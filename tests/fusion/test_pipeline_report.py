@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from fusion_helpers import H, W, fusion_config, write_dataset
 
 from fusionseg.cli import main
-from fusionseg.data.datasets import SYNTHETIC
+from fusionseg.data.catalog import SYNTHETIC
 from fusionseg.engine.visualize import GRID_GAP_PX, colorize_labels
 from fusionseg.errors import ConfigError
 from fusionseg.workflows.pipeline import run_pipeline
@@ -79,6 +80,18 @@ def cheap_init(monkeypatch):
     monkeypatch.setattr(torch.nn.init, "trunc_normal_", normal_)
 
 
+def check_prediction_picture(path: Path, data: Path, columns: list[str]) -> None:
+    """The predictions grid: one column per input, ground truth and model; frame val2 in the second row."""
+    picture = cv2.imread(str(path))
+    assert picture is not None
+    assert picture.shape[1] == GRID_GAP_PX + len(columns) * (W + GRID_GAP_PX)
+    header = picture.shape[0] - 2 * (H + GRID_GAP_PX)  # two frame rows under the title band
+    assert 12 <= header <= 40
+    gt = cv2.imread(str(data / "label" / "val2.png"), cv2.IMREAD_UNCHANGED)  # second row: frame val2
+    y0, x0 = header + H + GRID_GAP_PX, GRID_GAP_PX + 2 * (W + GRID_GAP_PX)
+    np.testing.assert_array_equal(picture[y0 : y0 + H, x0 : x0 + W], colorize_labels(gt, SYNTHETIC.palette))
+
+
 def test_tiny_pipeline_writes_table_and_picture(tmp_path, cheap_init, monkeypatch, capsys):
     """Experts rgb + depth, SSMA, then the report: clean and robustness scores, files, a rerun, the CLI."""
     data = write_dataset(tmp_path / "data", n_train=2, n_val=3)
@@ -134,14 +147,7 @@ def test_tiny_pipeline_writes_table_and_picture(tmp_path, cheap_init, monkeypatc
     assert "| model | clean | rgb dropped |" in markdown
     assert f"| expert depth | {format_miou(table.miou('expert depth'))} | *" in markdown  # repeated: italics
 
-    picture = cv2.imread(str(result.files["predictions_png"]))
-    assert picture is not None
-    assert picture.shape[1] == GRID_GAP_PX + len(columns) * (W + GRID_GAP_PX)
-    header = picture.shape[0] - 2 * (H + GRID_GAP_PX)  # two frame rows under the title band
-    assert 12 <= header <= 40
-    gt = cv2.imread(str(data / "label" / "val2.png"), cv2.IMREAD_UNCHANGED)  # second row: frame val2
-    y0, x0 = header + H + GRID_GAP_PX, GRID_GAP_PX + 2 * (W + GRID_GAP_PX)
-    np.testing.assert_array_equal(picture[y0 : y0 + H, x0 : x0 + W], colorize_labels(gt, SYNTHETIC.palette))
+    check_prediction_picture(result.files["predictions_png"], data, columns)
 
     # rerun: stages skipped, every evaluation reused, the report redrawn
     again = run_pipeline(cfg)

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from fusion_helpers import NUM_CLASSES, TinyExpert, TinyTrunk, fusion_config
 
 from fusionseg.config import config_to_dict
-from fusionseg.data.datasets import SYNTHETIC
+from fusionseg.data.catalog import SYNTHETIC
 from fusionseg.engine.checkpoint import checkpoint_header, save_checkpoint
 from fusionseg.engine.robustness import (
     FOG_AIRLIGHT_GREY,

@@ -8,7 +8,7 @@ import pytest
 import torch
 from fusion_helpers import NUM_CLASSES, TinyTrunk, fusion_config, save_expert, write_dataset
 
-from fusionseg.data.datasets import SYNTHETIC
+from fusionseg.data.catalog import SYNTHETIC
 from fusionseg.engine.checkpoint import load_checkpoint, sidecar_path
 from fusionseg.errors import CheckpointError, ConfigError, DataError
 from fusionseg.fusion.build import build_model

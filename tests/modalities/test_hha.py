@@ -6,11 +6,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from analytic_scenes import render_analytic_frame
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
-from fusionseg.data.synthetic import render_analytic_frame
 from fusionseg.modalities.hha import (
     HHAComponents,
     compute_normals_square_support,

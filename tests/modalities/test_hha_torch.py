@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from analytic_scenes import render_analytic_frame
 
-from fusionseg.data.synthetic import render_analytic_frame
 from fusionseg.modalities.hha import hha
 from fusionseg.modalities.hha_torch import hha_torch
 from fusionseg.modalities.intrinsics import Intrinsics

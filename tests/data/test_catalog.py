@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fusionseg.data import io
-from fusionseg.data.datasets import (
+from fusionseg.data.catalog import (
     DATASETS,
     FREIBURG_FOREST,
     FREIBURG_FOREST_COLOUR_TO_ID,
