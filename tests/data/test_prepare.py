@@ -297,9 +297,9 @@ def test_bad_frames_fail_one_by_one_and_the_rest_completes(tmp_path: Path) -> No
 
 def test_missing_intrinsics_or_depth_unit_is_an_upfront_error(tmp_path: Path) -> None:
     _write_dataset(tmp_path / "ds", meta=False)
-    with pytest.raises(ConfigError, match="--intrinsics"):
+    with pytest.raises(ConfigError, match="pass `intrinsics`"):
         prepare_depth(tmp_path / "ds", tmp_path / "out", PrepareOptions(hha=True), depth_scale="mm")
-    with pytest.raises(ConfigError, match="--depth-scale"):
+    with pytest.raises(ConfigError, match="pass `depth_scale`"):
         prepare_depth(tmp_path / "ds", tmp_path / "out", PrepareOptions(jet=True))
     with pytest.raises(ConfigError, match="at least one output"):
         PrepareOptions()

@@ -67,7 +67,7 @@ def _frame_intrinsics(task: FrameTask, ctx: _Context) -> Intrinsics:
     if task.intrinsics_file is None:
         raise DataError(
             f"{task.primary}: no camera intrinsics for this frame (needed by hha/normals); "
-            "pass --intrinsics or fill its intrinsics column"
+            "pass `intrinsics` or fill its intrinsics column"
         )
     return read_intrinsics_file(task.intrinsics_file)
 

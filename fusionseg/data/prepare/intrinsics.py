@@ -102,9 +102,9 @@ def resolve_intrinsics(spec: str | Path | Intrinsics | None, *, one_based: bool 
             try:
                 intr = Intrinsics.parse(text)
             except ValueError as exc:
-                raise ConfigError(f"--intrinsics: {exc}") from None
+                raise ConfigError(f"intrinsics: {exc}") from None
         else:
-            raise ConfigError(f"--intrinsics: {text!r} is neither 'fx,fy,cx,cy' nor an existing file")
+            raise ConfigError(f"intrinsics: {text!r} is neither 'fx,fy,cx,cy' nor an existing file")
     if intr is not None and one_based:
         intr = Intrinsics.from_one_based(intr.fx, intr.fy, intr.cx, intr.cy)
     return intr

@@ -108,7 +108,7 @@ class PrepareOptions:
         if not self.products:
             raise ConfigError(
                 "nothing to do: ask for at least one output "
-                "(--complete fast|multiscale, --hha, --jet, --normals, --evi or --ndvi)"
+                "(`complete` fast|multiscale, `hha`, `jet`, `normals`, `evi` or `ndvi`)"
             )
 
     @property

@@ -83,8 +83,8 @@ def plan_prepare(
         intr_source = "per-frame column" if per_frame else "none"
         if not per_frame and any(p in GEOMETRY_PRODUCTS for p in products):
             raise ConfigError(
-                f"{input_path}: --hha and --normals need camera intrinsics: pass --intrinsics fx,fy,cx,cy "
-                "(0-based pixels; add --intrinsics-one-based for MATLAB/NYU values) or a JSON / "
+                f"{input_path}: `hha` and `normals` need camera intrinsics: pass `intrinsics` fx,fy,cx,cy "
+                "(0-based pixels; add `intrinsics_one_based` for MATLAB/NYU values) or a JSON / "
                 "3x3-matrix file"
             )
     tasks, list_plans = _build_tasks(sources, out_dir, options, input_path)
@@ -115,7 +115,7 @@ def _check_columns(src: ListPlan, products: Sequence[str], options: PrepareOptio
     if missing:
         raise ConfigError(
             f"{input_path}: no {', '.join(repr(c) for c in missing)} column for {src.path.name} "
-            f"(columns: {', '.join(src.input_columns)}); pick the depth with --depth-column"
+            f"(columns: {', '.join(src.input_columns)}); pick the depth with `depth_column`"
         )
 
 
@@ -136,7 +136,7 @@ def _resolve_depth_scale(
     if "depth_scale_m" in meta:
         return parse_depth_scale(meta["depth_scale_m"]), str(meta_path)
     raise ConfigError(
-        f"{input_path}: the depth unit is unknown (it is never guessed); pass --depth-scale with a "
+        f"{input_path}: the depth unit is unknown (it is never guessed); pass `depth_scale` with a "
         "unit name (mm, 0.1mm, 1e-4m, kitti, m) or a number of metres per stored unit"
     )
 
@@ -170,8 +170,8 @@ def _check_no_clobber(out_dir: Path, new_lists: list[Path], input_path: Path) ->
     for new in new_lists:
         if new.resolve() in resolved:
             raise ConfigError(
-                f"--out {out_dir}: writing {new.name} there would replace the input list; "
-                "choose another --out"
+                f"`out_dir` {out_dir}: writing {new.name} there would replace the input list; "
+                "choose another `out_dir`"
             )
     meta = out_dir / META_NAME
     if meta.is_file():
@@ -181,8 +181,8 @@ def _check_no_clobber(out_dir: Path, new_lists: list[Path], input_path: Path) ->
             kind = None
         if kind != META_KIND:
             raise ConfigError(
-                f"--out {out_dir}: holds a {META_NAME} that prepare-depth did not write (a dataset's own?); "
-                "choose another --out"
+                f"`out_dir` {out_dir}: holds a {META_NAME} that prepare-depth did not write (a dataset's "
+                "own?); choose another `out_dir`"
             )
 
 
@@ -233,5 +233,5 @@ def _check_previous_run(plan: PreparePlan) -> None:
         )
         raise ConfigError(
             f"{plan.out_dir}: holds outputs made with different parameters ({details}); "
-            "use another --out or pass --overwrite"
+            "use another `out_dir` or pass `overwrite`"
         )

@@ -21,8 +21,8 @@ class _TorchHHA:
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(
-                f"--device {device}: CUDA is not available to torch {torch.__version__} on this machine; "
-                "use --device cpu"
+                f"device: {device!r}: CUDA is not available to torch {torch.__version__} on this machine; "
+                "use `device` cpu"
             )
         self.device = torch.device(device)
 

@@ -97,7 +97,9 @@ def _check_existing_meta(path: Path, current: dict[str, Any]) -> None:
     if old.get("generator", {}).get("version") != GENERATOR_VERSION or old_cfg != new_cfg:
         differ = sorted(k for k in new_cfg.keys() | old_cfg.keys() if old_cfg.get(k) != new_cfg.get(k))
         what = f"synthetic.{', synthetic.'.join(differ)}" if differ else "generator version"
-        raise DataError(f"{path}: folder was generated with different settings ({what}); use another --out")
+        raise DataError(
+            f"{path}: folder was generated with different settings ({what}); use another `out_dir`"
+        )
 
 
 @dataclass(frozen=True)
