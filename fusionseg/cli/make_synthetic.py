@@ -70,7 +70,7 @@ def command(
             bar.stop()
 
     if as_json:
-        print_json(summary.as_dict())
+        print_json(summary.to_dict())
         return
     err.print(
         f"[green]done[/green]: {summary.num_rendered} rendered, {summary.num_skipped} already present, "

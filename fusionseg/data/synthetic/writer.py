@@ -130,7 +130,7 @@ class SyntheticSummary:
     meta_path: Path
     list_paths: dict[str, Path]
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (paths as strings)."""
         out = asdict(self)
         out["out_dir"], out["meta_path"] = str(self.out_dir), str(self.meta_path)
