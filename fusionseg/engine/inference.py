@@ -30,10 +30,11 @@ from torch import Tensor, nn
 from fusionseg.engine.metrics import ConfusionMatrix, SegmentationMetrics
 from fusionseg.engine.runtime import autocast_context, inputs_to_device
 from fusionseg.errors import DataError
+from fusionseg.models.adapnet import OUTPUT_STRIDE
 
 InputTransform = Callable[[dict[str, Tensor]], dict[str, Tensor]]
 Mode = Literal["resize", "pad", "slide"]
-SIZE_MULTIPLE = 16  # adapnetpp.md §1: output stride 16, decoder needs exact multiples
+SIZE_MULTIPLE = OUTPUT_STRIDE  # adapnetpp.md §1: output stride 16, decoder needs exact multiples
 
 
 def select_inputs(inputs: Mapping[str, Tensor], modalities: Sequence[str], *, source: str = "batch") -> dict:

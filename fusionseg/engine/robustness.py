@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from fusionseg.data.modality_specs import get_modality
 from fusionseg.data.normalization import denormalize_input, normalize_input
 from fusionseg.errors import ConfigError
-from fusionseg.fusion.fused import CMoDEModel, ExpertEnsemble, FusedModel
+from fusionseg.fusion.fused import CMoDEModel, ExpertEnsemble, SSMAModel
 
 # Corruption strengths, in raw units (documented in docs/fusion.md).
 NOISE_STD_GREY = 25.0  # "noise" on 8-bit images: additive Gaussian, grey levels
@@ -206,7 +206,7 @@ class GateReport:
 
 
 class GateRecorder:
-    """Context manager averaging the gates of a `FusedModel` (SSMA) or `CMoDEModel` while it runs.
+    """Context manager averaging the gates of a `SSMAModel` (SSMA) or `CMoDEModel` while it runs.
 
     Args:
         model: The fused model (hooks are removed on exit).
@@ -219,7 +219,7 @@ class GateRecorder:
     """
 
     def __init__(self, model: ExpertEnsemble, *, class_names: Sequence[str] | None = None) -> None:
-        if not isinstance(model, (FusedModel, CMoDEModel)):
+        if not isinstance(model, (SSMAModel, CMoDEModel)):
             raise TypeError(f"gate report needs an SSMA or CMoDE model, got {type(model).__name__}")
         self.model = model
         self.class_names = list(class_names) if class_names is not None else None
@@ -236,7 +236,7 @@ class GateRecorder:
     def __enter__(self) -> GateRecorder:
         model = self.model
         n = len(model.modalities)
-        if isinstance(model, FusedModel):
+        if isinstance(model, SSMAModel):
             for i, (tap, block) in enumerate(model.fusion.items()):
 
                 def ssma_hook(_m: nn.Module, _in: Any, gate: Tensor, tap: str = tap, first: bool = i == 0):
@@ -270,7 +270,7 @@ class GateRecorder:
         if not self.images:
             raise ValueError("no forward pass was recorded")
         model = self.model
-        if isinstance(model, FusedModel):
+        if isinstance(model, SSMAModel):
             info = next(iter(model.experts.values())).feature_info
             keys = sorted(self.sums, key=lambda t: -info[t].stride)
             rows = tuple(f"{t} (stride {info[t].stride})" for t in keys)

@@ -13,7 +13,7 @@ from torch import nn
 
 from fusionseg.config import RunConfig
 from fusionseg.errors import ConfigError
-from fusionseg.fusion.fused import CMoDEModel, ExpertEnsemble, FusedModel
+from fusionseg.fusion.fused import CMoDEModel, ExpertEnsemble, SSMAModel
 from fusionseg.models.adapnet import build_adapnet
 
 
@@ -32,7 +32,7 @@ def _check_modalities(cfg: RunConfig, in_channels: Mapping[str, int]) -> tuple[s
     return modalities
 
 
-def build_ssma(cfg: RunConfig, in_channels: Mapping[str, int]) -> FusedModel:
+def build_ssma(cfg: RunConfig, in_channels: Mapping[str, int]) -> SSMAModel:
     """SSMA model (ssma-cmode.md §A.2): one AdapNet++ trunk per modality, SSMA blocks, fused decoder.
 
     Args:
@@ -45,7 +45,7 @@ def build_ssma(cfg: RunConfig, in_channels: Mapping[str, int]) -> FusedModel:
             raise ConfigError(f"fusion.{key}: must be >= 1, got {getattr(cfg.fusion, key)}")
     # §A.2: experts are trunks only (encoder + skip convs + eASPP), no decoder and no aux heads
     trunks = {m: build_adapnet(cfg.model, in_channels=in_channels[m]).trunk for m in modalities}
-    return FusedModel(
+    return SSMAModel(
         trunks,
         num_classes=cfg.model.num_classes,
         deep_reduction=cfg.fusion.ssma_reduction_easpp,
@@ -93,7 +93,7 @@ def build_model(
         scheme: Overrides `cfg.fusion.scheme`.
 
     Returns:
-        A `FusedModel` (ssma) or `CMoDEModel` (cmode) in training mode.
+        A `SSMAModel` (ssma) or `CMoDEModel` (cmode) in training mode.
 
     Raises:
         ConfigError: unknown scheme (lists the known ones) or invalid value (names the key).

@@ -1,4 +1,5 @@
-"""Fused models: SSMA over expert trunks (`FusedModel`) and CMoDE over complete experts (`CMoDEModel`).
+"""Fused models: SSMA over expert trunks (`SSMAModel`) and CMoDE over complete experts (`CMoDEModel`),
+both built on `ExpertEnsemble` (experts keyed by modality, parameter groups, freezing).
 
 Both hold their experts in `experts = nn.ModuleDict({modality: expert})`, modality 1 first, so expert
 weights are named `experts.<modality>.…` and load by prefix from unimodal checkpoints. Frozen experts
@@ -125,7 +126,7 @@ class ExpertEnsemble(nn.Module):
         return [inputs[m] for m in self.modalities]
 
 
-class FusedModel(ExpertEnsemble):
+class SSMAModel(ExpertEnsemble):
     """SSMA fusion of N expert trunks with the gated fused decoder (ssma-cmode.md §A.2-A.4).
 
     One SSMA block per tap the decoder uses, in `self.fusion` keyed by tap name: the deepest tap (the
@@ -267,3 +268,8 @@ class CMoDEModel(ExpertEnsemble):
         logits = self.fusion(features, [o.logits for o in outs])  # (B, C, H, W)
         taps = {f"{m}.{self.gate_tap}": f for m, f in zip(self.modalities, features)}
         return ExpertOutput(logits=logits, aux=(), taps=taps)
+
+
+# The name of `SSMAModel` before issue 13 ("fused" described every scheme, yet meant SSMA only); kept so
+# user code written against it still imports. Checkpoints never stored class names.
+FusedModel = SSMAModel

@@ -25,7 +25,7 @@ from fusionseg.engine.robustness import (
 from fusionseg.engine.runtime import resolve_device
 from fusionseg.errors import ConfigError
 from fusionseg.fsutil import atomic_write_text
-from fusionseg.fusion.fused import CMoDEModel, FusedModel
+from fusionseg.fusion.fused import CMoDEModel, SSMAModel
 from fusionseg.workflows.evaluate import evaluate_loaded, expected_label_space
 
 
@@ -104,7 +104,7 @@ def evaluate_robustness(
         if config is not None:
             normalization = {m: tuple(v) for m, v in config.data.normalization.items()}
         transform = Degradation(kinds, seed=seed, normalization=normalization)
-    if gate_report and not isinstance(model, (FusedModel, CMoDEModel)):
+    if gate_report and not isinstance(model, (SSMAModel, CMoDEModel)):
         raise ConfigError("gate_report: needs a fused (ssma or cmode) checkpoint; this one is an expert")
     recorder = GateRecorder(model) if gate_report else None  # hooks this model's fusion gates
     with recorder if recorder is not None else nullcontext():

@@ -9,7 +9,7 @@ from torch import nn
 
 from fusionseg.errors import ConfigError
 from fusionseg.fusion.build import FUSION_SCHEMES, build_model
-from fusionseg.fusion.fused import CMoDEModel, FusedModel
+from fusionseg.fusion.fused import CMoDEModel, SSMAModel
 from fusionseg.fusion.ssma import SSMA
 from fusionseg.models.decoder import GlobalContextGate
 
@@ -117,9 +117,9 @@ def test_build_errors():
 # --- narrow stand-in trunks: wiring and freezing -------------------------------------------------
 
 
-def tiny_fused(modalities=("rgb", "depth"), aux=False) -> FusedModel:
+def tiny_fused(modalities=("rgb", "depth"), aux=False) -> SSMAModel:
     torch.manual_seed(0)
-    return FusedModel(
+    return SSMAModel(
         {m: TinyTrunk(3) for m in modalities}, num_classes=5, deep_reduction=4, skip_reduction=2, aux=aux
     )
 

@@ -26,7 +26,7 @@ from fusionseg.engine.robustness import (
 from fusionseg.errors import ConfigError
 from fusionseg.fusion.build import build_model
 from fusionseg.fusion.cmode import CMoDE
-from fusionseg.fusion.fused import CMoDEModel, FusedModel
+from fusionseg.fusion.fused import CMoDEModel, SSMAModel
 from fusionseg.workflows.robustness import evaluate_robustness
 
 
@@ -93,9 +93,9 @@ def test_degradation_respects_normalisation():
     assert torch.allclose(zeroed["rgb"], torch.full_like(batch["rgb"], -2.0))  # raw 0 -> (0 - 100) / 50
 
 
-def tiny_ssma() -> FusedModel:
+def tiny_ssma() -> SSMAModel:
     torch.manual_seed(0)
-    return FusedModel(
+    return SSMAModel(
         {m: TinyTrunk(3) for m in ("rgb", "depth")}, num_classes=4, deep_reduction=4, skip_reduction=2
     )
 

@@ -12,7 +12,7 @@ from fusionseg.data.catalog import SYNTHETIC
 from fusionseg.engine.checkpoint import load_checkpoint, sidecar_path
 from fusionseg.errors import CheckpointError, ConfigError, DataError
 from fusionseg.fusion.build import build_model
-from fusionseg.fusion.fused import FusedModel
+from fusionseg.fusion.fused import SSMAModel
 from fusionseg.models.adapnet import trunk_state_dict
 from fusionseg.workflows.train_fusion import (
     Stage,
@@ -160,7 +160,7 @@ def test_finetune_stage_defaults_and_selectors():
 
 def test_apply_stage_freezes_and_builds_groups():
     torch.manual_seed(0)
-    model = FusedModel(
+    model = SSMAModel(
         {m: TinyTrunk(3) for m in ("rgb", "depth")}, num_classes=3, deep_reduction=4, skip_reduction=2
     )
     groups = apply_stage(model, Stage("finetune", {"experts.rgb": 1e-5, "fusion": 1e-4}, 1e-6, 3))
