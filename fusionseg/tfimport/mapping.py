@@ -184,6 +184,101 @@ def adapnetpp_mapping(
     return rules
 
 
+# SSMA (§7): TF scopes of each SSMA block (bottleneck, gate, projection), keyed by fusionseg tap name.
+# fusionseg keys taps as AdapNet++ does (skip1 = stride 4, skip2 = stride 8); the original SSMA code's
+# own attribute names are swapped, the scopes below follow the stride.
+SSMA_BLOCKS: Mapping[str, tuple[str, str, str]] = {
+    "easpp": ("conv511", "conv512", "conv515"),
+    "skip2": ("conv513", "conv514", "conv552"),  # stride 8
+    "skip1": ("conv518", "conv519", "conv553"),  # stride 4
+}
+SSMA_DECODER_GATES: Mapping[str, str] = {"skip2": "conv550", "skip1": "conv551"}
+# TF expert scopes, in fusion order (modality 1 is `rgb`, modality 2 `depth`, whatever they hold).
+TF_EXPERT_SCOPES = ("rgb", "depth")
+
+
+def _conv_bias(tf_scope: str, module: str) -> list[Rule]:
+    """A biased conv without BN: `<tf_scope>/{weights, biases}` -> `<module>.{weight, bias}`."""
+    return [
+        Rule(f"{tf_scope}/weights", f"{module}.weight", "conv"),
+        Rule(f"{tf_scope}/biases", f"{module}.bias"),
+    ]
+
+
+def _expert_scopes(model: nn.Module) -> dict[str, str]:
+    """fusionseg expert name -> TF scope (`rgb`, `depth`), by fusion order."""
+    names = list(model.experts)
+    if len(names) != len(TF_EXPERT_SCOPES):
+        raise ValueError(f"TF mapping: the DeepScene fusion graphs have 2 experts, this model {names}")
+    return dict(zip(names, TF_EXPERT_SCOPES, strict=True))
+
+
+def ssma_mapping(model: nn.Module) -> list[Rule]:
+    """Rules from the TF SSMA checkpoint names (§7) to an `SSMAModel`'s state-dict keys.
+
+    | TF scope                                   | fusionseg module                                 |
+    |--------------------------------------------|--------------------------------------------------|
+    | {rgb,depth}/resnet_v2_50/...               | experts.<modality 1 / 2>. (`trunk_rules`)        |
+    | conv511, conv512, conv515 (+BN)            | fusion.easpp.bottleneck.0, gate.0, project.{0,1} |
+    | conv513, conv514, conv552 (stride 8)       | fusion.skip2.bottleneck.0, gate.0, project       |
+    | conv518, conv519, conv553 (stride 4)       | fusion.skip1.bottleneck.0, gate.0, project       |
+    | conv550, conv551 (+BN)                     | decoder.stages.skip2.gate, decoder.stages.skip1.gate |
+    | conv41 ... conv5                           | decoder.* as in AdapNet++                        |
+
+    Raises:
+        ValueError: the model is not two experts, or has aux heads (the TF SSMA graph has none).
+    """
+    if model.aux_heads is not None:
+        raise ValueError(
+            "TF mapping: the TF SSMA graph has no aux heads; build the model with fusion.aux off"
+        )
+    rules: list[Rule] = []
+    for name, scope in _expert_scopes(model).items():
+        rules += trunk_rules(model.experts[name], f"{scope}/resnet_v2_50/", f"experts.{name}.")
+    for tap, (bottleneck, gate, project) in SSMA_BLOCKS.items():
+        p = f"fusion.{tap}."
+        rules += _conv_bias(bottleneck, f"{p}bottleneck.0") + _conv_bias(gate, f"{p}gate.0")
+        if isinstance(model.fusion[tap].project, nn.Sequential):  # 1x1 conv (no bias) -> BN
+            rules += [
+                Rule(f"{project}/weights", f"{p}project.0.weight", "conv"),
+                *_bn(project, f"{p}project.1"),
+            ]
+        else:
+            rules += _conv_bias(project, f"{p}project")
+    for tap, scope in SSMA_DECODER_GATES.items():
+        rules += _conv_bn(scope, f"decoder.stages.{tap}.gate")
+    return rules + decoder_rules("", "decoder.")
+
+
+def cmode_mapping(model: nn.Module) -> list[Rule]:
+    """Rules from the TF CMoDE checkpoint names (§8) to a `CMoDEModel`'s state-dict keys.
+
+    | TF scope                                   | fusionseg module                                 |
+    |--------------------------------------------|--------------------------------------------------|
+    | {rgb,depth}/resnet_v1_50/...               | experts.<modality 1 / 2>. (`adapnetpp_mapping`)  |
+    | conv{511+3i} (+biases)                     | fusion.gates.{i}.conv                            |
+    | fc{512+3i}, fc{513+3i} ([in, out] + biases) | fusion.gates.{i}.fc1, fc2 (transposed)          |
+    | conv{511+3C}                               | fusion.final                                     |
+
+    The FC rows keep their order: fusionseg's gates flatten NHWC like the original (§8).
+    """
+    rules: list[Rule] = []
+    for name, scope in _expert_scopes(model).items():
+        rules += adapnetpp_mapping(
+            model.experts[name], tf_prefix=f"{scope}/resnet_v1_50/", pt_prefix=f"experts.{name}."
+        )
+    gates = model.fusion.gates
+    for i in range(len(gates)):
+        p, n = f"fusion.gates.{i}.", 511 + 3 * i
+        rules += _conv_bias(f"conv{n}", f"{p}conv")
+        for fc, scope in (("fc1", f"fc{n + 1}"), ("fc2", f"fc{n + 2}")):
+            rules += [
+                Rule(f"{scope}/weights", f"{p}{fc}.weight", "linear"),
+                Rule(f"{scope}/biases", f"{p}{fc}.bias"),
+            ]
+    return rules + _conv_bias(f"conv{511 + 3 * len(gates)}", "fusion.final")
+
+
 def is_ignored(tf_name: str) -> bool:
     """Checkpoint entries that are not model parameters: `Global_Step` and Adam state (§1)."""
     base = tf_name.rsplit("/", 1)[-1]

@@ -11,8 +11,16 @@ import torch
 
 from fusionseg.config import config_from_dict
 from fusionseg.errors import CheckpointError
+from fusionseg.fusion.build import build_model
 from fusionseg.models.adapnet import build_adapnet
-from fusionseg.tfimport.mapping import Rule, adapnetpp_mapping, apply_mapping, tf_shape
+from fusionseg.tfimport.mapping import (
+    Rule,
+    adapnetpp_mapping,
+    apply_mapping,
+    cmode_mapping,
+    ssma_mapping,
+    tf_shape,
+)
 
 NUM_CLASSES = 12
 TF = "resnet_v2_50/"
@@ -194,3 +202,67 @@ def test_optimizer_entries_are_ignored(adapnet_shapes: dict, meta_model: torch.n
     arrays[TF + TF + "conv1/weights/Adam"] = np.zeros((7, 7, 3, 64), np.float32)
     state = apply_mapping(rules, arrays, meta_model)
     assert len(state) == len(meta_model.state_dict())
+
+
+def _fused(scheme: str) -> torch.nn.Module:
+    cfg = config_from_dict(
+        {
+            "data": {"modalities": ["rgb", "depth"]},
+            "model": {"num_classes": NUM_CLASSES},
+            "fusion": {"scheme": scheme},
+        }
+    )
+    with torch.device("meta"):
+        return build_model(cfg, in_channels={"rgb": 3, "depth": 3})
+
+
+def _marked(shapes: dict, marks: dict[str, float]) -> dict[str, np.ndarray]:
+    """Zero arrays of the listed shapes (no memory: broadcast views), `marks` filled with a constant."""
+    arrays = {k: np.broadcast_to(np.float32(0), s) for k, s in shapes.items()}
+    for name, value in marks.items():
+        arrays[name] = np.full(shapes[name], value, np.float32)
+    return arrays
+
+
+def test_ssma_mapping_covers_the_tensor_list(tf_lists: Path) -> None:
+    shapes = read_tensor_list(tf_lists / "ssma.txt")
+    model = _fused("ssma")
+    rules = ssma_mapping(model)
+    check_mapping_covers(rules, shapes, model)
+    by_tf = {(r.tf_name, r.half): r.target for r in rules}
+    assert by_tf[("conv513/weights", None)] == "fusion.skip2.bottleneck.0.weight"  # stride 8
+    assert by_tf[("conv553/biases", None)] == "fusion.skip1.project.bias"  # stride 4
+    assert by_tf[("conv515/BatchNorm/gamma", None)] == "fusion.easpp.project.1.weight"
+    assert by_tf[("conv550/weights", None)] == "decoder.stages.skip2.gate.conv.weight"
+    assert by_tf[("depth/resnet_v2_50/conv32/weights", None)] == "experts.depth.skips.skip1.conv.weight"
+    state = apply_mapping(
+        rules, _marked(shapes, {"conv519/biases": 3.0, "rgb/resnet_v2_50/conv10/weights": 2.0}), model
+    )
+    assert torch.all(state["fusion.skip1.gate.0.bias"] == 3.0)
+    assert torch.all(state["experts.rgb.easpp.fuse.conv.weight"] == 2.0)
+    assert torch.all(state["experts.depth.easpp.fuse.conv.weight"] == 0.0)
+
+
+def test_cmode_mapping_covers_the_tensor_list(tf_lists: Path) -> None:
+    shapes = read_tensor_list(tf_lists / "cmode.txt")
+    model = _fused("cmode")
+    rules = cmode_mapping(model)
+    check_mapping_covers(rules, shapes, model)
+    by_tf = {(r.tf_name, r.half): r for r in rules}
+    assert by_tf[("fc545/weights", None)].target == "fusion.gates.11.fc1.weight"
+    assert by_tf[("fc545/weights", None)].transform == "linear"
+    assert by_tf[("conv547/weights", None)].target == "fusion.final.weight"
+    assert by_tf[("depth/resnet_v1_50/conv911/weights", None)].target == "experts.depth.aux.aux1.conv.weight"
+    fc = np.arange(128 * 2, dtype=np.float32).reshape(128, 2)  # TF [in, out]
+    arrays = _marked(shapes, {})
+    arrays["fc513/weights"] = fc
+    state = apply_mapping(rules, arrays, model)
+    assert torch.equal(state["fusion.gates.0.fc2.weight"], torch.from_numpy(fc.T.copy()))
+
+
+def test_ssma_refuses_a_missing_fusion_tensor(tf_lists: Path) -> None:
+    shapes = read_tensor_list(tf_lists / "ssma.txt")
+    del shapes["conv552/biases"]
+    model = _fused("ssma")
+    with pytest.raises(CheckpointError, match="lacks tensor 'conv552/biases'"):
+        apply_mapping(ssma_mapping(model), _marked(shapes, {}), model)
