@@ -1,4 +1,5 @@
-"""Import of the authors' TensorFlow-1 checkpoints without TensorFlow (issue 16): the bundle reader."""
+"""Import of the authors' TensorFlow-1 checkpoints without TensorFlow (issue 16): the bundle reader and the
+name mapping onto the fusionseg models."""
 
 from __future__ import annotations
 
