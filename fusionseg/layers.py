@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
+import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -185,3 +186,32 @@ def strided_max_pool(kernel_size: int, *, stride: int, padding: str) -> nn.MaxPo
     if check_padding(padding) == "tf_same":
         return TFSameMaxPool2d(kernel_size, stride)
     return nn.MaxPool2d(kernel_size, stride=stride, padding=(kernel_size - 1) // 2)
+
+
+def _legacy_taps(size_in: int, size_out: int, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Source rows (lower, upper) and weights of the upper one for TF1 legacy bilinear along one axis."""
+    src = torch.arange(size_out, dtype=torch.float32, device=like.device) * (size_in / size_out)
+    lower = src.floor().long()
+    upper = (lower + 1).clamp(max=size_in - 1)
+    return lower, upper, (src - lower).to(like.dtype)
+
+
+def resize_bilinear_tf_legacy(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """TF1 `resize_bilinear(align_corners=False)` without half-pixel centres (deepscene-tf.md §6).
+
+    Output pixel i samples source position i * in / out (not PyTorch's (i + 0.5) * in / out - 0.5),
+    interpolating linearly between floor and floor + 1, the latter clamped at the far edge.
+
+    Args:
+        x: (B, C, H, W).
+        size: (H_out, W_out).
+
+    Returns:
+        (B, C, H_out, W_out).
+    """
+    (h_in, w_in), (h_out, w_out) = x.shape[-2:], size
+    top, bottom, wy = _legacy_taps(h_in, h_out, x)
+    left, right, wx = _legacy_taps(w_in, w_out, x)
+    wy = wy.view(-1, 1)
+    rows = x[..., top, :] * (1 - wy) + x[..., bottom, :] * wy
+    return rows[..., left] * (1 - wx) + rows[..., right] * wx

@@ -166,7 +166,8 @@ class AdapNetPP(nn.Module):
         easpp_rates: eASPP atrous rates (§5).
         dropout: Drop probability on the block-4 unit-3 branch (§3.1; original 0.7).
         padding: "symmetric" (default) or "tf_same": TF `SAME` on the encoder's four stride-2 layers
-            (deepscene-tf.md §4), for TF-trained weights; the parameters are the same.
+            (deepscene-tf.md §4), for TF-trained weights; the parameters are the same. "tf_same" also
+            upsamples the aux heads with TF1's legacy bilinear rule (§6).
         aux: Build the two aux heads (§7); their outputs appear only in training mode.
         aux_weights: Loss weights of (aux1, aux2), kept here for the loss to read (§7: 0.6, 0.5).
         modality: The modality this expert reads; `forward` takes `{modality: tensor}` like every
@@ -202,7 +203,9 @@ class AdapNetPP(nn.Module):
             skip_channels={tap: info[tap].channels for tap in DECODER_SKIPS},
             num_classes=num_classes,
         )
-        self.aux = AuxHeads(self.decoder.width, num_classes) if aux else None
+        # deepscene-tf.md §6: TF-trained aux heads need TF1's legacy resize as well
+        resize = "tf_legacy" if padding == "tf_same" else "half_pixel"
+        self.aux = AuxHeads(self.decoder.width, num_classes, resize=resize) if aux else None
         self.aux_weights = tuple(aux_weights) if aux else ()
 
     @property

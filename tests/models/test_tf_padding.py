@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -17,7 +19,14 @@ from fusionseg.engine.checkpoint import (
     save_checkpoint,
 )
 from fusionseg.errors import ConfigError
-from fusionseg.layers import TFSameConv2d, TFSameMaxPool2d, strided_conv, strided_max_pool, tf_same_pad
+from fusionseg.layers import (
+    TFSameConv2d,
+    TFSameMaxPool2d,
+    resize_bilinear_tf_legacy,
+    strided_conv,
+    strided_max_pool,
+    tf_same_pad,
+)
 from fusionseg.models.adapnet import build_adapnet
 
 NUM_CLASSES = 5
@@ -160,3 +169,30 @@ def test_fused_experts_get_the_padding() -> None:
     ssma = build_model(cfg, in_channels={"rgb": 3, "depth": 1})
     encoders = [m for m in ssma.modules() if isinstance(m, MultiscaleResNet50)]
     assert len(encoders) == 2 and all(e.padding == "tf_same" for e in encoders)
+
+
+def test_tf_legacy_resize_of_a_2x_upsample_by_hand() -> None:
+    # TF1 legacy: output i samples source i * in / out = i / 2, the upper tap clamped at the far edge
+    x = torch.tensor([[0.0, 4.0], [8.0, 12.0]]).view(1, 1, 2, 2)
+    want = torch.tensor(
+        [[0.0, 2.0, 4.0, 4.0], [4.0, 6.0, 8.0, 8.0], [8.0, 10.0, 12.0, 12.0], [8.0, 10.0, 12.0, 12.0]]
+    )
+    got = resize_bilinear_tf_legacy(x, (4, 4))
+    assert torch.equal(got[0, 0], want)
+    assert not torch.equal(got, F.interpolate(x, size=(4, 4), mode="bilinear", align_corners=False))
+    assert not torch.equal(got, F.interpolate(x, size=(4, 4), mode="bilinear", align_corners=True))
+
+
+def test_tf_legacy_resize_non_integer_scale() -> None:
+    x = torch.arange(3.0).view(1, 1, 1, 3)  # 3 -> 4: sources 0, 0.75, 1.5, 2.25 (clamped to 2)
+    got = resize_bilinear_tf_legacy(x, (1, 4))
+    torch.testing.assert_close(got.flatten(), torch.tensor([0.0, 0.75, 1.5, 2.0]))
+
+
+def test_tf_same_expert_uses_the_legacy_aux_resize(experts: dict[str, nn.Module]) -> None:
+    assert experts["tf_same"].aux.resize == "tf_legacy"
+    assert experts["symmetric"].aux.resize == "half_pixel"
+    model = copy.deepcopy(experts["tf_same"]).train()  # training mode updates BN statistics
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, H, W) * 255)
+    assert [a.shape for a in out.aux] == [(2, NUM_CLASSES, H, W)] * 2
