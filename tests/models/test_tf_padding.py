@@ -196,3 +196,13 @@ def test_tf_same_expert_uses_the_legacy_aux_resize(experts: dict[str, nn.Module]
     with torch.no_grad():
         out = model(torch.rand(2, 3, H, W) * 255)
     assert [a.shape for a in out.aux] == [(2, NUM_CLASSES, H, W)] * 2
+
+
+def test_tf_same_encoder_follows_tf_output_sizes_at_odd_sizes() -> None:
+    # TF SAME output = ceil(n / 2) at each stride-2 layer: 33x47 -> 17x24 -> 9x12 -> 5x6 -> 3x3
+    encoder = MultiscaleResNet50(3, padding="tf_same").eval()
+    with torch.no_grad():
+        feats = encoder(torch.rand(1, 3, 33, 47) * 255)
+    assert feats["b1_out"].shape[-2:] == (9, 12)
+    assert feats["b2_out"].shape[-2:] == (5, 6)
+    assert feats["b4_out"].shape[-2:] == (3, 3)
