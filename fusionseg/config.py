@@ -93,6 +93,9 @@ class ModelConfig:
     aux: bool = True
     aux_weights: tuple[float, float] = (0.6, 0.5)  # adapnetpp.md §7
     dropout: float = 0.7  # drop probability, block-4 unit-3 (adapnetpp.md §3.1)
+    # stride-2 layers (stem conv and pool, conv2 of block-2/3 unit 1): "symmetric" (PyTorch, the default)
+    # or "tf_same" (TF `SAME`, asymmetric; for TF-trained / converted DeepScene weights), deepscene-tf.md §4
+    padding: Literal["symmetric", "tf_same"] = "symmetric"
     init: str = ""  # optional local torchvision/timm ResNet-50 state dict (adapnetpp.md §9)
     init_flip_channels: bool = False  # §9 optional mode: RGB-trained stem filters reordered for BGR input
     channels_last: bool = False

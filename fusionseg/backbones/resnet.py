@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from fusionseg.backbones.features import FeatureSpec
-from fusionseg.layers import batch_norm, init_he_
+from fusionseg.layers import batch_norm, check_padding, init_he_, strided_conv, strided_max_pool
 
 # ResNet-50 layout (§3): units per block, block output widths; bottleneck width = output / 4.
 BLOCK_UNITS = (3, 4, 6, 3)
@@ -97,6 +97,8 @@ class Bottleneck(nn.Module):
         preact: Whether the unit pre-activates its input with BN -> ReLU.
         shortcut: "identity", "input" or "branch" (see above).
         dropout: Drop probability on the branch output (0 = no dropout layer).
+        padding: "symmetric" or "tf_same": how a strided 3x3 conv2 pads (deepscene-tf.md §4); stride-1
+            and dilated convs always pad symmetrically (equal to TF `SAME` there).
     """
 
     def __init__(
@@ -110,6 +112,7 @@ class Bottleneck(nn.Module):
         preact: bool = True,
         shortcut: str = "identity",
         dropout: float = 0.0,
+        padding: str = "symmetric",
     ) -> None:
         super().__init__()
         if shortcut not in ("identity", "input", "branch"):
@@ -124,8 +127,12 @@ class Bottleneck(nn.Module):
         self.pre_bn = batch_norm(in_channels) if preact else None
         self.conv1 = nn.Conv2d(in_channels, mid_channels, 1, bias=False)
         self.bn1 = batch_norm(mid_channels)
-        if isinstance(dilations, int):
-            self.conv2: nn.Module = nn.Conv2d(
+        if stride != 1 and dilations == 1:
+            self.conv2: nn.Module = strided_conv(
+                mid_channels, mid_channels, 3, stride=stride, padding=padding
+            )
+        elif isinstance(dilations, int):
+            self.conv2 = nn.Conv2d(
                 mid_channels,
                 mid_channels,
                 3,
@@ -165,15 +172,19 @@ class Bottleneck(nn.Module):
 class Stem(nn.Module):
     """§2: input BN (no ReLU) -> 7x7/2 conv -> BN -> ReLU -> 3x3/2 max-pool (padding 1).
 
-    The input BN is learnable and replaces mean subtraction (§1); input is raw 0-255 values.
+    The input BN is learnable and replaces mean subtraction (§1); input is raw 0-255 values. With
+    padding="tf_same" the conv and the pool pad like TF `SAME` (deepscene-tf.md §4) instead of 3 / 1
+    each side; the parameters are the same.
     """
 
-    def __init__(self, in_channels: int, out_channels: int = STEM_CHANNELS) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int = STEM_CHANNELS, *, padding: str = "symmetric"
+    ) -> None:
         super().__init__()
         self.input_bn = batch_norm(in_channels)
-        self.conv = nn.Conv2d(in_channels, out_channels, 7, stride=2, padding=3, bias=False)
+        self.conv = strided_conv(in_channels, out_channels, 7, stride=2, padding=padding)
         self.bn = batch_norm(out_channels)
-        self.pool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.pool = strided_max_pool(3, stride=2, padding=padding)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C_in, H, W) float 0-255 -> (B, 64, H / 4, W / 4)."""
@@ -196,6 +207,8 @@ class MultiscaleResNet50(nn.Module):
         in_channels: Input channels (3 for BGR/HHA/JET/EVI images, 1 for raw depth).
         dilations: (r1, r2) for every name in `MULTISCALE_UNITS` (§3.3); default = released code.
         dropout: Drop probability on the branch of block-4 unit 3 (§3.1; original 0.7).
+        padding: "symmetric" (default) or "tf_same": TF `SAME` on the four stride-2 layers (stem conv,
+            stem pool, conv2 of block-2 and block-3 unit 1; deepscene-tf.md §4). Same parameters.
     """
 
     def __init__(
@@ -204,6 +217,7 @@ class MultiscaleResNet50(nn.Module):
         *,
         dilations: Mapping[str, tuple[int, int]] = RELEASED_DILATIONS,
         dropout: float = 0.7,
+        padding: str = "symmetric",
     ) -> None:
         super().__init__()
         if in_channels < 1:
@@ -216,8 +230,9 @@ class MultiscaleResNet50(nn.Module):
                 f"(missing {missing}, unknown {extra})"
             )
         self.in_channels = in_channels
+        self.padding = check_padding(padding)
         self.dilations = {name: tuple(dilations[name]) for name in MULTISCALE_UNITS}
-        self.stem = Stem(in_channels)
+        self.stem = Stem(in_channels, padding=padding)
         in_ch = STEM_CHANNELS
         for b, (num_units, out_ch) in enumerate(zip(BLOCK_UNITS, BLOCK_CHANNELS), start=1):
             units: OrderedDict[str, nn.Module] = OrderedDict()
@@ -236,6 +251,7 @@ class MultiscaleResNet50(nn.Module):
                     preact=not first or b == 4,
                     shortcut=("branch" if b == 1 else "input") if first else "identity",
                     dropout=dropout if (b, u) == (4, 3) else 0.0,
+                    padding=padding,
                 )
             if b != 3:  # §3.2: block-output norms after blocks 1, 2 and 4 only
                 units["out_bn"] = batch_norm(out_ch)

@@ -24,7 +24,7 @@ from fusionseg.backbones.features import FeatureSpec
 from fusionseg.backbones.resnet import MULTISCALE_UNITS, RELEASED_DILATIONS, MultiscaleResNet50
 from fusionseg.config import ModelConfig
 from fusionseg.errors import ConfigError
-from fusionseg.layers import conv_bn, init_he_
+from fusionseg.layers import PADDING_MODES, conv_bn, init_he_
 from fusionseg.models.decoder import DECODER_SKIPS, AuxHeads, Decoder
 from fusionseg.models.easpp import EASPP
 from fusionseg.models.output import ExpertOutput
@@ -112,6 +112,7 @@ class AdapNetTrunk(nn.Module):
         dilations: (r1, r2) per multiscale unit (`DILATION_PRESETS`).
         easpp_rates: Atrous rates of the eASPP cascades (§5).
         dropout: Drop probability on the block-4 unit-3 branch (§3.1).
+        padding: "symmetric" or "tf_same" for the encoder's stride-2 layers (deepscene-tf.md §4).
 
     Attributes:
         feature_info: {"skip1": (24, 4), "skip2": (24, 8), "easpp": (256, 16)} as `FeatureSpec`s.
@@ -124,10 +125,11 @@ class AdapNetTrunk(nn.Module):
         dilations: Mapping[str, tuple[int, int]] = RELEASED_DILATIONS,
         easpp_rates: Sequence[int] = (3, 6, 12),
         dropout: float = 0.7,
+        padding: str = "symmetric",
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
-        self.encoder = MultiscaleResNet50(in_channels, dilations=dilations, dropout=dropout)
+        self.encoder = MultiscaleResNet50(in_channels, dilations=dilations, dropout=dropout, padding=padding)
         enc = self.encoder.feature_info
         # §4: 1x1 conv -> BN, no ReLU
         self.skips = nn.ModuleDict(
@@ -163,6 +165,9 @@ class AdapNetPP(nn.Module):
         dilations: (r1, r2) per multiscale unit; default the released code (§3.2).
         easpp_rates: eASPP atrous rates (§5).
         dropout: Drop probability on the block-4 unit-3 branch (§3.1; original 0.7).
+        padding: "symmetric" (default) or "tf_same": TF `SAME` on the encoder's four stride-2 layers
+            (deepscene-tf.md §4), for TF-trained weights; the parameters are the same. "tf_same" also
+            upsamples the aux heads with TF1's legacy bilinear rule (§6).
         aux: Build the two aux heads (§7); their outputs appear only in training mode.
         aux_weights: Loss weights of (aux1, aux2), kept here for the loss to read (§7: 0.6, 0.5).
         modality: The modality this expert reads; `forward` takes `{modality: tensor}` like every
@@ -183,19 +188,24 @@ class AdapNetPP(nn.Module):
         aux: bool = True,
         aux_weights: tuple[float, float] = (0.6, 0.5),
         modality: str = "rgb",
+        padding: str = "symmetric",
     ) -> None:
         super().__init__()
         self.modality = modality
         self.in_channels = in_channels
         self.num_classes = num_classes
-        self.trunk = AdapNetTrunk(in_channels, dilations=dilations, easpp_rates=easpp_rates, dropout=dropout)
+        self.trunk = AdapNetTrunk(
+            in_channels, dilations=dilations, easpp_rates=easpp_rates, dropout=dropout, padding=padding
+        )
         info = self.trunk.feature_info
         self.decoder = Decoder(
             in_channels=info[TAP_EASPP].channels,
             skip_channels={tap: info[tap].channels for tap in DECODER_SKIPS},
             num_classes=num_classes,
         )
-        self.aux = AuxHeads(self.decoder.width, num_classes) if aux else None
+        # deepscene-tf.md §6: TF-trained aux heads need TF1's legacy resize as well
+        resize = "tf_legacy" if padding == "tf_same" else "half_pixel"
+        self.aux = AuxHeads(self.decoder.width, num_classes, resize=resize) if aux else None
         self.aux_weights = tuple(aux_weights) if aux else ()
 
     @property
@@ -277,6 +287,8 @@ def build_adapnet(cfg: ModelConfig, *, in_channels: int, modality: str = "rgb") 
     Raises:
         ConfigError: invalid value, naming the key.
     """
+    if cfg.padding not in PADDING_MODES:
+        raise ConfigError(f"model.padding: {cfg.padding!r} is not one of {', '.join(PADDING_MODES)}")
     if cfg.dilations not in DILATION_PRESETS:
         raise ConfigError(f"model.dilations: {cfg.dilations!r} is not one of {', '.join(DILATION_PRESETS)}")
     if cfg.num_classes < 2:
@@ -296,6 +308,7 @@ def build_adapnet(cfg: ModelConfig, *, in_channels: int, modality: str = "rgb") 
         aux=cfg.aux,
         aux_weights=cfg.aux_weights,
         modality=modality,
+        padding=cfg.padding,
     )
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from fusionseg.layers import PooledBatchNorm2d, batch_norm, conv_bn, init_he_
+from fusionseg.layers import PooledBatchNorm2d, batch_norm, conv_bn, init_he_, resize_bilinear_tf_legacy
 
 # Skip taps the decoder consumes, coarse to fine: D2 concatenates skip2 (stride 8), D4 skip1 (stride 4).
 DECODER_SKIPS = ("skip2", "skip1")
@@ -148,22 +148,30 @@ class Decoder(nn.Module):
         return DecoderOutput(logits=self.upsample(scores), ups=tuple(ups))  # logits (B, C, H, W)
 
 
+AUX_RESIZE_MODES = ("half_pixel", "tf_legacy")
+
+
 class AuxHeads(nn.Module):
     """Deep-supervision heads (§7): 1x1 conv -> BN (no ReLU), bilinearly upsampled to the input size.
 
     aux1 reads deconv_up2 (stride 4), aux2 reads deconv_up1 (stride 8); loss weights 0.6 / 0.5 are the
     loss's business (engine/losses.py).
 
-    Deviation (documented in docs/architecture-adapnetpp.md): PyTorch bilinear with align_corners=False
-    (half-pixel centres) instead of the TF1 legacy resize, a sub-pixel shift.
+    resize="half_pixel" (default; a documented deviation, docs/architecture-adapnetpp.md) is PyTorch
+    bilinear with align_corners=False; "tf_legacy" is TF1's legacy rule (deepscene-tf.md §6), used
+    with model.padding="tf_same" so TF-trained aux heads give TF's outputs.
 
     Args:
         in_channels: Maps of the deconv outputs (the decoder width).
         num_classes: C, including void.
+        resize: "half_pixel" or "tf_legacy" (`AUX_RESIZE_MODES`).
     """
 
-    def __init__(self, in_channels: int, num_classes: int) -> None:
+    def __init__(self, in_channels: int, num_classes: int, *, resize: str = "half_pixel") -> None:
         super().__init__()
+        if resize not in AUX_RESIZE_MODES:
+            raise ValueError(f"AuxHeads: resize must be one of {', '.join(AUX_RESIZE_MODES)}, got {resize!r}")
+        self.resize = resize
         self.aux1 = conv_bn(in_channels, num_classes, 1, relu=False)
         self.aux2 = conv_bn(in_channels, num_classes, 1, relu=False)
         init_he_(self)
@@ -171,7 +179,9 @@ class AuxHeads(nn.Module):
     def forward(self, ups: Sequence[Tensor], size: tuple[int, int]) -> tuple[Tensor, Tensor]:
         """ups = (deconv_up1, deconv_up2) as in `DecoderOutput` -> (aux1, aux2), each (B, C, *size)."""
         up1, up2 = ups
-        return (
-            F.interpolate(self.aux1(up2), size=size, mode="bilinear", align_corners=False),
-            F.interpolate(self.aux2(up1), size=size, mode="bilinear", align_corners=False),
-        )
+        return self._resize(self.aux1(up2), size), self._resize(self.aux2(up1), size)
+
+    def _resize(self, x: Tensor, size: tuple[int, int]) -> Tensor:
+        if self.resize == "tf_legacy":
+            return resize_bilinear_tf_legacy(x, size)
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)

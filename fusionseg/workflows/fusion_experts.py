@@ -22,7 +22,9 @@ from fusionseg.fusion.fused import CMoDEModel, ExpertEnsemble
 from fusionseg.models.adapnet import trunk_state_dict
 from fusionseg.workflows.run_meta import EXPERT_KIND
 
-ARCHITECTURE_KEYS = ("dilations", "easpp_rates")  # model keys that change an expert's computation
+ARCHITECTURE_KEYS = ("dilations", "easpp_rates", "padding")  # model keys that change an expert's computation
+# keys added after checkpoints were first written: a saved config without one was built with this value
+ARCHITECTURE_DEFAULTS = {"padding": "symmetric"}
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ def check_expert_payload(
         )
     model_cfg = (payload.get("config") or {}).get("model") or {}
     for key in ARCHITECTURE_KEYS:
-        have, want = model_cfg.get(key), getattr(cfg.model, key)
+        have, want = model_cfg.get(key, ARCHITECTURE_DEFAULTS.get(key)), getattr(cfg.model, key)
         if have is not None and as_plain(have) != as_plain(want):
             raise CheckpointError(
                 f"{source}: architecture mismatch: the expert was built with model.{key}={as_plain(have)!r}, "

@@ -63,7 +63,8 @@ def _save(path: Path, model: nn.Module, cfg, *, kind: str, in_channels: dict[str
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """An AdapNet++ expert (rgb) and an SSMA model (rgb + 1-channel depth) at 64x128, 5 classes."""
+    """AdapNet++ experts (rgb; symmetric and TF `SAME` padding, deepscene-tf.md §4) and an SSMA model
+    (rgb + 1-channel depth) at 64x128, 5 classes."""
     from fusionseg.fusion.build import build_model
     from fusionseg.models.adapnet import build_adapnet
 
@@ -73,6 +74,9 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     cfg = config_from_dict({"model": {"num_classes": NUM_CLASSES}, "data": data})
     expert = build_adapnet(cfg.model, in_channels=3)
     _calibrate_bn(expert, torch.rand(2, 3, *SIZE_HW) * 255)
+    tf_cfg = config_from_dict({"model": {"num_classes": NUM_CLASSES, "padding": "tf_same"}, "data": data})
+    tf_expert = build_adapnet(tf_cfg.model, in_channels=3)
+    _calibrate_bn(tf_expert, torch.rand(2, 3, *SIZE_HW) * 255)
     fcfg = config_from_dict(
         {"model": {"num_classes": NUM_CLASSES}, "data": {**data, "modalities": ["rgb", "depth"]}}
     )
@@ -80,6 +84,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     _calibrate_bn(ssma, {"rgb": torch.rand(2, 3, *SIZE_HW) * 255, "depth": torch.rand(2, 1, *SIZE_HW) * 10})
     return {
         "expert": _save(root / "expert.pt", expert, cfg, kind="expert", in_channels={"rgb": 3}),
+        "expert_tf_same": _save(root / "tf.pt", tf_expert, tf_cfg, kind="expert", in_channels={"rgb": 3}),
         "ssma": _save(root / "ssma.pt", ssma, fcfg, kind="ssma", in_channels={"rgb": 3, "depth": 1}),
     }
 
@@ -111,6 +116,7 @@ def _pytorch_logits(checkpoint: Path, inputs: dict[str, torch.Tensor]) -> tuple[
     ("name", "channels"),
     [
         ("expert", {"rgb": 3}),
+        ("expert_tf_same", {"rgb": 3}),  # run-time F.pad amounts must not bake in the export size
         # the 56M-parameter fused model takes ~1-2 min to export and check on 2 CPU cores
         pytest.param("ssma", {"rgb": 3, "depth": 1}, marks=pytest.mark.slow),
     ],

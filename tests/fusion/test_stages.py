@@ -106,6 +106,15 @@ def test_architecture_mismatch_is_refused(tmp_path, ssma_model, expert_ckpts, ex
         )
 
 
+def test_padding_mismatch_is_refused(tmp_path, ssma_model, expert_ckpts):
+    # deepscene-tf.md §4: the same weights compute differently under TF SAME padding
+    bad = save_expert(tmp_path / "pad.pt", fusion_config(model={"padding": "tf_same"}), "depth", {})
+    with pytest.raises(CheckpointError, match="architecture mismatch.*model.padding='tf_same'"):
+        load_experts(
+            ssma_model, {"rgb": expert_ckpts["rgb"], "depth": bad}, cfg=fusion_config(), in_channels=CHANNELS
+        )
+
+
 def test_wrong_modality_set_and_missing_file(tmp_path, ssma_model, expert_ckpts):
     with pytest.raises(ConfigError, match="fusion.experts"):
         load_experts(ssma_model, {"rgb": expert_ckpts["rgb"]}, cfg=fusion_config(), in_channels=CHANNELS)
