@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "predict": "fusionseg.cli.predict",
     "train-fusion": "fusionseg.cli.train_fusion",
     "export": "fusionseg.cli.export",
+    "import-deepscene": "fusionseg.cli.import_deepscene",
     "train-pipeline": "fusionseg.cli.train_pipeline",
 }
 

@@ -1,0 +1,92 @@
+"""`fusionseg import-deepscene`: a DeepScene TF1 checkpoint (AdapNet++) as a fusionseg checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from fusionseg.cli.options import json_option
+
+PARAM_FLAGS = {"checkpoint": "CHECKPOINT"}  # library parameter -> what the user typed
+
+
+def _parse_rates(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        rates = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(
+            f"expected three comma-separated integers such as 3,6,12, got {value!r}"
+        ) from None
+    if len(rates) != 3 or min(rates) < 1:
+        raise click.BadParameter(f"expected three positive rates such as 3,6,12, got {value!r}")
+    return rates
+
+
+@click.command(
+    "import-deepscene",
+    short_help="Convert a DeepScene TF1 checkpoint (AdapNet++) into a fusionseg checkpoint.",
+    epilog="Examples:\n\n"
+    "\b\n"
+    "  fusionseg import-deepscene adapnet++_cityscapes_rgb/ --dataset cityscapes11 --out cs-rgb.pt\n"
+    "  fusionseg import-deepscene model.ckpt-1 --dataset sunrgbd --modality hha --out sun-hha.pt\n"
+    "  fusionseg import-deepscene cs19/ --dataset cityscapes19 --easpp-rates 6,12,18 --out cs19.pt",
+)
+@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="fusionseg .pt to write.",
+)
+@click.option(
+    "--dataset",
+    required=True,
+    help="Built-in dataset whose classes the model predicts (cityscapes11 for the 12-class models, "
+    "cityscapes19, synthia, sunrgbd, scannet, freiburg_forest).",
+)
+@click.option("--model", default="adapnetpp", show_default=True, help="Model of the checkpoint.")
+@click.option(
+    "--modality",
+    default="rgb",
+    show_default=True,
+    help="The expert's input: rgb, jet, hha, evi, ... (3-channel 8-bit images as cv2.imread reads them).",
+)
+@click.option(
+    "--easpp-rates",
+    default="3,6,12",
+    show_default=True,
+    callback=_parse_rates,
+    help="eASPP atrous rates the model was trained with (6,12,18 for the Cityscapes-19 zoo models).",
+)
+@json_option
+def command(
+    checkpoint: Path,
+    out: Path,
+    dataset: str,
+    model: str,
+    modality: str,
+    easpp_rates: tuple[int, ...],
+    as_json: bool,
+) -> None:
+    """Read CHECKPOINT (a TF1 checkpoint prefix, its .index file or its folder) without TensorFlow,
+    map every tensor onto fusionseg's AdapNet++ (built with TF SAME padding, model.padding=tf_same) and
+    write a normal fusionseg checkpoint for evaluate, predict, export and train-fusion.
+    """
+    from fusionseg import api
+    from fusionseg.cli.console import err, print_json
+    from fusionseg.cli.console import out as stdout
+
+    with err.status(f"converting {checkpoint}"):
+        report = api.import_deepscene(
+            checkpoint, out, dataset=dataset, model=model, modality=modality, easpp_rates=easpp_rates
+        )
+    if as_json:
+        print_json(report.to_dict())
+        return
+    stdout.print(
+        f"wrote {report.out}: {report.model} ({', '.join(report.modalities)}, {report.dataset}) from "
+        f"{report.tensors} TF tensors, {report.elements:,} values",
+        highlight=False,
+    )

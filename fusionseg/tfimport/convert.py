@@ -1,0 +1,140 @@
+"""`fusionseg import-deepscene`: a DeepScene TF1 checkpoint as a fusionseg checkpoint (issue 16).
+
+The TF bundle is read without TensorFlow (`tfimport.bundle`), every model tensor is mapped onto the
+fusionseg model (`tfimport.mapping`), and the result is written as an ordinary fusionseg checkpoint
+(kind "expert"), so `evaluate`, `predict`, `export` and `train-fusion` take it like a trained one.
+What a TF checkpoint does not store comes from the arguments (deepscene-tf.md §1): the class list
+(`dataset`), the input modality and the eASPP rates (3/6/12; 6/12/18 for the Cityscapes-19 zoo
+models). The model is built with TF `SAME` padding on its stride-2 layers (`model.padding=tf_same`,
+deepscene-tf.md §4), which the converted weights need to give the original's outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fusionseg.config import config_from_dict, config_to_dict
+from fusionseg.engine.checkpoint import checkpoint_header, save_checkpoint
+from fusionseg.errors import CheckpointError, ConfigError
+from fusionseg.registry import model_kind
+from fusionseg.tfimport.bundle import TFCheckpoint, model_tensors, resolve_prefix
+from fusionseg.tfimport.mapping import adapnetpp_mapping, apply_mapping
+from fusionseg.workflows.run_meta import checkpoint_meta
+
+IMPORT_MODELS = ("adapnetpp",)  # SSMA and CMoDE: mappings tested, converter to follow (issue 16)
+TF_INPUT_SIZE = (384, 768)  # the zoo models' training size (deepscene-tf.md §1)
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What `import_deepscene` wrote."""
+
+    source: Path
+    out: Path
+    model: str
+    dataset: str
+    modalities: tuple[str, ...]
+    tensors: int
+    elements: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "source": str(self.source),
+            "out": str(self.out),
+            "model": self.model,
+            "dataset": self.dataset,
+            "modalities": list(self.modalities),
+            "tensors": self.tensors,
+            "elements": self.elements,
+        }
+
+
+def import_deepscene(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    dataset: str,
+    model: str = "adapnetpp",
+    modality: str = "rgb",
+    easpp_rates: Sequence[int] = (3, 6, 12),
+) -> ImportReport:
+    """Convert a DeepScene TF1 AdapNet++ checkpoint into a fusionseg checkpoint.
+
+    Args:
+        checkpoint: The TF checkpoint: its prefix (`.../model.ckpt-1`), its `.index` file or its folder.
+        out: The fusionseg `.pt` file to write (with its sha256 sidecar).
+        dataset: Built-in dataset whose classes the model predicts (`fusionseg.data.catalog`, e.g.
+            "cityscapes11" for the 12-class models); its class count must be the checkpoint's.
+        model: "adapnetpp".
+        modality: The expert's input modality ("rgb", "jet", "hha", "evi", ...: 3-channel 8-bit images
+            in `cv2.imread` order, deepscene-tf.md §2).
+        easpp_rates: The eASPP atrous rates the model was trained with.
+
+    Returns:
+        An `ImportReport`.
+
+    Raises:
+        ConfigError: unknown model or dataset, or a class count that does not fit.
+        CheckpointError: unreadable checkpoint, or a tensor whose name or shape does not fit (named).
+    """
+    if model not in IMPORT_MODELS:
+        raise ConfigError(f"model: {model!r} cannot be imported yet (importable: {', '.join(IMPORT_MODELS)})")
+    reader = TFCheckpoint(resolve_prefix(checkpoint))
+    tensors = {name: reader.read(info.key) for name, info in model_tensors(reader).items()}
+    classes = _class_count(tensors)
+    _check_dataset(dataset, classes, reader.prefix)
+    values = {
+        "data": {"dataset": dataset, "modalities": [modality], "height_px": TF_INPUT_SIZE[0],
+                 "width_px": TF_INPUT_SIZE[1]},
+        "model": {"num_classes": classes, "easpp_rates": list(easpp_rates), "padding": "tf_same"},
+    }  # fmt: skip
+    cfg = config_from_dict(values)
+    kind = model_kind(model)
+    from fusionseg.data.modality_specs import modality_channels
+
+    channels = {modality: modality_channels(modality)}
+    meta = checkpoint_meta(cfg, kind=kind.checkpoint_kind, in_channels=channels)
+    with torch.device("meta"):
+        net = kind.build(cfg, channels)
+    state = apply_mapping(adapnetpp_mapping(net), tensors, net)
+    source = Path(checkpoint)
+    payload = checkpoint_header(
+        **meta,
+        modality=modality,
+        step=0,
+        model=state,
+        config=config_to_dict(cfg),
+        imported_from={"format": "deepscene-tf1", "path": str(source.resolve()), "tensors": len(tensors)},
+    )
+    out = save_checkpoint(out, payload)
+    elements = sum(int(t.size) for t in tensors.values())
+    return ImportReport(source, Path(out), model, cfg.data.dataset, (modality,), len(tensors), elements)
+
+
+def _check_dataset(dataset: str, classes: int, prefix: Path) -> None:
+    """ConfigError unless the built-in `dataset` has the checkpoint's class count (void included)."""
+    from fusionseg.data.catalog import DATASETS, get_dataset_info
+
+    have = get_dataset_info(dataset).num_classes
+    if have != classes:
+        fitting = [name for name, info in DATASETS.items() if info.num_classes == classes]
+        raise ConfigError(
+            f"dataset: {dataset!r} has {have} classes (void included), the checkpoint {prefix} predicts "
+            f"{classes}" + (f"; datasets with {classes}: {', '.join(fitting)}" if fitting else "")
+        )
+
+
+def _class_count(tensors: dict[str, Any]) -> int:
+    """C of the checkpoint: the output channels of the classifier `conv78` (deepscene-tf.md §6)."""
+    for name, value in tensors.items():
+        if name.endswith("conv78/weights"):
+            return int(value.shape[-1])
+    raise CheckpointError(
+        "checkpoint: no classifier tensor .../conv78/weights (is this an AdapNet++ checkpoint?)"
+    )

@@ -1,0 +1,148 @@
+"""`import-deepscene` on the genuine TF1 AdapNet++ checkpoint of `../shared/data/deepscene-tf-dev/`.
+
+The checkpoint has random weights with non-trivial BN statistics; `expected.npz` holds TensorFlow's
+float32 outputs for `inputs.npz`, stored as float16 (its README's acceptance: logits within 1e-2,
+argmax agreement >= 99.9 %, taps within 1e-2).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from fusionseg.cli import main
+from fusionseg.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from fusionseg.errors import CheckpointError
+from fusionseg.tfimport import convert
+from fusionseg.tfimport.convert import import_deepscene
+
+
+@pytest.fixture(scope="module")
+def dev(shared_data: Path) -> Path:
+    folder = shared_data / "deepscene-tf-dev"
+    if not (folder / "model.ckpt-1.index").is_file():
+        pytest.skip(f"{folder} not present")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def converted(dev: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("import") / "dev.pt"
+    assert main(["import-deepscene", str(dev), "--dataset", "cityscapes11", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def outputs(dev: Path, converted: Path):
+    model = model_from_checkpoint(load_checkpoint(converted))
+    bgr = np.load(dev / "inputs.npz")["rgb_bgr_u8"]
+    x = torch.from_numpy(bgr.astype(np.float32)).permute(2, 0, 1)[None]  # (1, 3, 384, 768) BGR 0-255
+    with torch.no_grad():
+        return model, x, model({"rgb": x})
+
+
+def nchw(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(array.astype(np.float32)).permute(0, 3, 1, 2)  # NHWC float16 -> NCHW float32
+
+
+def test_converted_model_reproduces_tensorflow(dev: Path, converted: Path, outputs) -> None:
+    model, _, out = outputs
+    expected = np.load(dev / "expected.npz")
+    payload = load_checkpoint(converted)
+    assert payload["kind"] == "expert" and payload["config"]["model"]["padding"] == "tf_same"
+    assert payload["num_classes"] == 12 and payload["class_names"][1] == "Sky"
+    logits = out.logits
+    assert (logits - nchw(expected["logits"])).abs().max() <= 1e-2
+    agreement = (logits.argmax(1)[0].numpy() == expected["argmax"][0]).mean()
+    assert agreement >= 0.999, agreement
+    for key, tap in (("easpp_out", "easpp"), ("skip1", "skip1"), ("skip2", "skip2")):
+        assert (out.taps[tap] - nchw(expected[key])).abs().max() <= 1e-2, key
+
+
+def test_symmetric_padding_would_not_be_the_same_function(dev: Path, converted: Path, outputs) -> None:
+    """The same weights in a symmetric-padding model (the pre-issue-16 AdapNet++) miss badly (§4)."""
+    model, x, _ = outputs
+    payload = load_checkpoint(converted)
+    payload["config"]["model"]["padding"] = "symmetric"
+    symmetric = model_from_checkpoint(payload)
+    with torch.no_grad():
+        logits = symmetric({"rgb": x}).logits
+    agreement = (logits.argmax(1)[0].numpy() == np.load(dev / "expected.npz")["argmax"][0]).mean()
+    assert agreement < 0.9, agreement
+
+
+def test_converted_checkpoint_evaluates_predicts_and_exports(
+    converted: Path, shared_data: Path, tmp_path: Path, capsys
+) -> None:
+    frame = shared_data / "kinectv2-samples/emsanet/sample_rgb.png"
+    capsys.readouterr()
+    assert (
+        main(["predict", "--checkpoint", str(converted), str(frame), "--out", str(tmp_path / "p"), "--json"])
+        == 0
+    )
+    labels = cv2.imread(
+        json.loads(capsys.readouterr().out)["frames"][0]["outputs"]["labels"], cv2.IMREAD_UNCHANGED
+    )
+    assert labels.shape == (1080, 1440) and labels.max() < 12
+    # a two-frame labelled list in the checkpoint's label space (cityscapes11, 12 classes)
+    data = tmp_path / "data"
+    (data / "rgb").mkdir(parents=True)
+    (data / "label").mkdir()
+    image = cv2.resize(cv2.imread(str(frame)), (768, 384))
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        cv2.imwrite(str(data / "rgb" / f"{i}.png"), image)
+        cv2.imwrite(str(data / "label" / f"{i}.png"), rng.integers(0, 12, (384, 768), dtype=np.uint8))
+    (data / "val.txt").write_text(
+        "# columns: rgb label\n" + "".join(f"rgb/{i}.png label/{i}.png\n" for i in range(2))
+    )
+    assert main(["evaluate", "--checkpoint", str(converted), "--data", str(data / "val.txt"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["num_images"] == 2 and 0 <= report["miou"] <= 1
+    pytest.importorskip("onnxruntime")
+    onnx = tmp_path / "dev.onnx"
+    args = ["export", "--checkpoint", str(converted), "--size", "64x128", "--out", str(onnx), "--json"]
+    assert main(args) == 0
+    assert all(check["ok"] for check in json.loads(capsys.readouterr().out)["checks"])
+
+
+def test_wrong_class_count_is_one_line(dev: Path, tmp_path: Path, capsys) -> None:
+    capsys.readouterr()
+    args = ["import-deepscene", str(dev), "--dataset", "cityscapes19", "--out", str(tmp_path / "x.pt")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--dataset: 'cityscapes19' has 20 classes" in err[0] and "cityscapes11" in err[0]
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_truncated_data_file_is_refused(dev: Path, tmp_path: Path, capsys) -> None:
+    copy = tmp_path / "ckpt"
+    copy.mkdir()
+    shutil.copy(dev / "model.ckpt-1.index", copy)
+    data = (dev / "model.ckpt-1.data-00000-of-00001").read_bytes()
+    (copy / "model.ckpt-1.data-00000-of-00001").write_bytes(data[: len(data) // 2])
+    capsys.readouterr()
+    args = ["import-deepscene", str(copy), "--dataset", "cityscapes11", "--out", str(tmp_path / "x.pt")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.ckpt-1.data-00000-of-00001" in err[0], err
+
+
+def test_missing_tensor_is_refused_naming_it(dev: Path, tmp_path: Path, monkeypatch) -> None:
+    real = convert.model_tensors
+
+    def without_one(reader):
+        entries = dict(real(reader))
+        entries.pop("resnet_v2_50/conv10/BatchNorm/beta")
+        return entries
+
+    monkeypatch.setattr(convert, "model_tensors", without_one)
+    with pytest.raises(CheckpointError, match="conv10/BatchNorm/beta"):
+        import_deepscene(dev, tmp_path / "x.pt", dataset="cityscapes11")
+    assert not (tmp_path / "x.pt").exists()
