@@ -37,6 +37,7 @@ EXPORTS: dict[str, tuple[str, str]] = {
     "evaluate": ("fusionseg.workflows.evaluate", "evaluate_checkpoint"),
     "evaluate_robustness": ("fusionseg.workflows.robustness", "evaluate_robustness"),
     "predict": ("fusionseg.workflows.predict", "predict_files"),
+    "Segmenter": ("fusionseg.workflows.segmenter", "Segmenter"),
     "format_miou": ("fusionseg.workflows.report", "format_miou"),
     # models, deployment and benchmarks
     "summarize_model": ("fusionseg.workflows.summary", "summarize_model"),
@@ -76,6 +77,7 @@ if TYPE_CHECKING:  # what type checkers and editors see (same objects as EXPORTS
     from fusionseg.workflows.predict import predict_files as predict  # noqa: F401
     from fusionseg.workflows.report import format_miou  # noqa: F401
     from fusionseg.workflows.robustness import evaluate_robustness  # noqa: F401
+    from fusionseg.workflows.segmenter import Segmenter  # noqa: F401
     from fusionseg.workflows.summary import summarize_model  # noqa: F401
     from fusionseg.workflows.train_expert import train_expert  # noqa: F401
     from fusionseg.workflows.train_fusion import fusion_run_config, train_fusion  # noqa: F401

@@ -82,6 +82,26 @@ def _pad(inputs: Mapping[str, Tensor], size: tuple[int, int]) -> dict[str, Tenso
     return out
 
 
+def logits_at_input_size(model: nn.Module, inputs: Mapping[str, Tensor]) -> Tensor:
+    """Pre-softmax class scores at the inputs' own size: padded bottom/right (edge replicate) to
+    multiples of 16, one forward pass, cropped back.
+
+    Args:
+        model: In eval mode, `model({modality: tensor}) -> ExpertOutput`.
+        inputs: modality -> (B, C_m, H, W) float tensors of one size, on the model's device.
+
+    Returns:
+        (B, C, H, W) float32 logits.
+    """
+    h, w = next(iter(inputs.values())).shape[-2:]
+    padded = _pad(inputs, (_round_up(h, SIZE_MULTIPLE), _round_up(w, SIZE_MULTIPLE)))
+    return model(padded).logits.float()[..., :h, :w]
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-int(value) // multiple) * multiple
+
+
 def _probs(model: nn.Module, inputs: Mapping[str, Tensor], flip: bool) -> Tensor:
     """Softmax of the logits, averaged with the horizontally flipped input when `flip`."""
     logits = model(dict(inputs)).logits.float()  # (B, C, h, w)

@@ -146,3 +146,59 @@ def test_missing_tensor_is_refused_naming_it(dev: Path, tmp_path: Path, monkeypa
     with pytest.raises(CheckpointError, match="conv10/BatchNorm/beta"):
         import_deepscene(dev, tmp_path / "x.pt", dataset="cityscapes11")
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_segmenter_reproduces_tensorflow_from_cv2_arrays(dev: Path, converted: Path) -> None:
+    from fusionseg import Segmenter
+
+    seg = Segmenter.from_checkpoint(converted, device="cpu")
+    bgr = np.load(dev / "inputs.npz")["rgb_bgr_u8"]  # (384, 768, 3) uint8, as cv2.imread returns
+    expected = np.load(dev / "expected.npz")
+    logits = seg.logits({"rgb": bgr})
+    reference = expected["logits"][0].astype(np.float32).transpose(2, 0, 1)  # (12, 384, 768)
+    assert logits.shape == reference.shape and logits.dtype == np.float32
+    assert np.abs(logits - reference).max() <= 1e-2
+    labels = seg.predict({"rgb": bgr})
+    assert labels.dtype == np.uint8 and (labels == expected["argmax"][0]).mean() >= 0.999
+    probs = seg.probabilities({"rgb": bgr[:100, :150]})  # any size: padded to 112x160, cropped back
+    assert probs.shape == (12, 100, 150) and np.allclose(probs.sum(0), 1, atol=1e-5)
+    assert seg.class_names[1] == "Sky" and seg.modalities == ("rgb",)
+
+
+def test_segmenter_refuses_inputs_it_cannot_read(converted: Path) -> None:
+    from fusionseg import Segmenter
+    from fusionseg.errors import DataError
+
+    seg = Segmenter.from_checkpoint(converted, device="cpu")
+    image = np.zeros((32, 48, 3), np.uint8)
+    with pytest.raises(DataError, match="no 'rgb' image"):
+        seg.predict({"depth": image})
+    with pytest.raises(DataError, match="expected uint8"):
+        seg.predict({"rgb": image.astype(np.float64)})
+    with pytest.raises(DataError, match=r"expected an \(H, W, 3\) image"):
+        seg.predict({"rgb": image[:, :, 0]})
+
+
+def test_segmenter_reads_uint16_depth_with_its_scale(tmp_path: Path) -> None:
+    from fusionseg import Segmenter
+    from fusionseg.config import config_from_dict, config_to_dict
+    from fusionseg.engine.checkpoint import checkpoint_header, save_checkpoint
+    from fusionseg.errors import DataError
+    from fusionseg.models.adapnet import build_adapnet
+    from fusionseg.workflows.train_expert import expert_checkpoint_meta
+
+    cfg = config_from_dict({"data": {"height_px": 64, "width_px": 128}, "model": {"num_classes": 9}})
+    torch.manual_seed(0)
+    model = build_adapnet(cfg.model, in_channels=1, modality="depth").eval()
+    meta = expert_checkpoint_meta(cfg, "depth", in_channels=1)
+    path = save_checkpoint(
+        tmp_path / "depth.pt",
+        checkpoint_header(**meta, step=0, model=model.state_dict(), config=config_to_dict(cfg)),
+    )
+    depth_mm = np.random.default_rng(0).integers(500, 4000, (40, 70), dtype=np.uint16)
+    with pytest.raises(DataError, match="uint16 depth needs `depth_scale`"):
+        Segmenter.from_checkpoint(path, device="cpu").predict({"depth": depth_mm})
+    seg = Segmenter.from_checkpoint(path, device="cpu", depth_scale="mm")
+    metres = depth_mm.astype(np.float32) / 1000
+    assert np.array_equal(seg.predict({"depth": depth_mm}), seg.predict({"depth": metres}))
+    assert seg.logits({"depth": metres}).shape == (9, 40, 70)
