@@ -28,7 +28,7 @@ def _parse_rates(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     short_help="Convert a DeepScene TF1 checkpoint (AdapNet++) into a fusionseg checkpoint.",
     epilog="Examples:\n\n"
     "\b\n"
-    "  fusionseg import-deepscene adapnet++_cityscapes_rgb/ --dataset cityscapes11 --out cs-rgb.pt\n"
+    "  fusionseg import-deepscene adapnet++_cityscapes_rgb.zip --dataset cityscapes11 --out cs-rgb.pt\n"
     "  fusionseg import-deepscene model.ckpt-1 --dataset sunrgbd --modality hha --out sun-hha.pt\n"
     "  fusionseg import-deepscene cs19/ --dataset cityscapes19 --easpp-rates 6,12,18 --out cs19.pt",
 )
@@ -70,9 +70,10 @@ def command(
     easpp_rates: tuple[int, ...],
     as_json: bool,
 ) -> None:
-    """Read CHECKPOINT (a TF1 checkpoint prefix, its .index file or its folder) without TensorFlow,
-    map every tensor onto fusionseg's AdapNet++ (built with TF SAME padding, model.padding=tf_same) and
-    write a normal fusionseg checkpoint for evaluate, predict, export and train-fusion.
+    """Read CHECKPOINT (a TF1 checkpoint prefix, its .index file, its folder or a zoo .zip) without
+    TensorFlow, map every tensor onto fusionseg's AdapNet++ (built with TF SAME padding,
+    model.padding=tf_same) and write a normal fusionseg checkpoint for evaluate, predict, export and
+    train-fusion.
     """
     from fusionseg import api
     from fusionseg.cli.console import err, print_json

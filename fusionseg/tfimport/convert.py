@@ -11,7 +11,12 @@ deepscene-tf.md §4), which the converted weights need to give the original's ou
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import re
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,7 +72,8 @@ def import_deepscene(
     """Convert a DeepScene TF1 AdapNet++ checkpoint into a fusionseg checkpoint.
 
     Args:
-        checkpoint: The TF checkpoint: its prefix (`.../model.ckpt-1`), its `.index` file or its folder.
+        checkpoint: The TF checkpoint: its prefix (`.../model.ckpt-1`), its `.index` file, its folder,
+            or a zoo zip holding one checkpoint.
         out: The fusionseg `.pt` file to write (with its sha256 sidecar).
         dataset: Built-in dataset whose classes the model predicts (`fusionseg.data.catalog`, e.g.
             "cityscapes11" for the 12-class models); its class count must be the checkpoint's.
@@ -85,10 +91,11 @@ def import_deepscene(
     """
     if model not in IMPORT_MODELS:
         raise ConfigError(f"model: {model!r} cannot be imported yet (importable: {', '.join(IMPORT_MODELS)})")
-    reader = TFCheckpoint(resolve_prefix(checkpoint))
-    tensors = {name: reader.read(info.key) for name, info in model_tensors(reader).items()}
+    with _unpacked(Path(checkpoint)) as where:
+        reader = TFCheckpoint(resolve_prefix(where))
+        tensors = {name: reader.read(info.key) for name, info in model_tensors(reader).items()}
     classes = _class_count(tensors)
-    _check_dataset(dataset, classes, reader.prefix)
+    _check_dataset(dataset, classes, Path(checkpoint))
     values = {
         "data": {"dataset": dataset, "modalities": [modality], "height_px": TF_INPUT_SIZE[0],
                  "width_px": TF_INPUT_SIZE[1]},
@@ -115,6 +122,33 @@ def import_deepscene(
     out = save_checkpoint(out, payload)
     elements = sum(int(t.size) for t in tensors.values())
     return ImportReport(source, Path(out), model, cfg.data.dataset, (modality,), len(tensors), elements)
+
+
+# the files of a TF1 checkpoint; anything else in a zip is left alone
+_CHECKPOINT_FILE = re.compile(r"(\.index|\.data-\d{5}-of-\d{5}|^checkpoint)$")
+
+
+@contextlib.contextmanager
+def _unpacked(path: Path) -> Iterator[Path]:
+    """`path` itself, or for a `.zip` a temporary folder holding its checkpoint files (by base name:
+    no member can write outside the folder)."""
+    if path.suffix.lower() != ".zip":
+        yield path
+        return
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(f"{path}: not a readable zip ({exc})") from None
+    with archive, tempfile.TemporaryDirectory(prefix="fusionseg-import-") as tmp:
+        members = [
+            m for m in archive.infolist() if not m.is_dir() and _CHECKPOINT_FILE.search(Path(m.filename).name)
+        ]
+        if not members:
+            raise CheckpointError(f"{path}: the zip holds no TensorFlow checkpoint files (*.index, *.data-*)")
+        for member in members:
+            with archive.open(member) as src, open(Path(tmp) / Path(member.filename).name, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        yield Path(tmp)
 
 
 def _check_dataset(dataset: str, classes: int, prefix: Path) -> None:

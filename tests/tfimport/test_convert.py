@@ -202,3 +202,20 @@ def test_segmenter_reads_uint16_depth_with_its_scale(tmp_path: Path) -> None:
     metres = depth_mm.astype(np.float32) / 1000
     assert np.array_equal(seg.predict({"depth": depth_mm}), seg.predict({"depth": metres}))
     assert seg.logits({"depth": metres}).shape == (9, 40, 70)
+
+
+def test_a_zoo_zip_is_read_without_unpacking_by_hand(dev: Path, converted: Path, tmp_path: Path) -> None:
+    import zipfile
+
+    archive = tmp_path / "adapnet++_dev_rgb.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name in ("model.ckpt-1.index", "model.ckpt-1.data-00000-of-00001", "checkpoint", "README.md"):
+            zf.write(dev / name, f"adapnet++_dev_rgb/{name}")
+    out = import_deepscene(archive, tmp_path / "from-zip.pt", dataset="cityscapes11").out
+    a, b = load_checkpoint(out)["model"], load_checkpoint(converted)["model"]
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    empty = tmp_path / "empty.zip"
+    with zipfile.ZipFile(empty, "w") as zf:
+        zf.writestr("notes.txt", "no checkpoint here")
+    with pytest.raises(CheckpointError, match="no TensorFlow checkpoint files"):
+        import_deepscene(empty, tmp_path / "x.pt", dataset="cityscapes11")
