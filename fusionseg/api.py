@@ -43,6 +43,7 @@ EXPORTS: dict[str, tuple[str, str]] = {
     "summarize_model": ("fusionseg.workflows.summary", "summarize_model"),
     "export_model": ("fusionseg.engine.export", "export_model"),
     "import_deepscene": ("fusionseg.tfimport.convert", "import_deepscene"),
+    "zoo_models": ("fusionseg.tfimport.zoo", "ZOO"),
     "benchmark_model": ("fusionseg.benchmark.model", "run_model_benchmark"),
     "benchmark_preprocess": ("fusionseg.benchmark.preprocess", "run_preprocess_benchmark"),
 }
@@ -72,6 +73,7 @@ if TYPE_CHECKING:  # what type checkers and editors see (same objects as EXPORTS
     from fusionseg.engine.distributed import is_main_process  # noqa: F401
     from fusionseg.engine.export import export_model  # noqa: F401
     from fusionseg.tfimport.convert import import_deepscene  # noqa: F401
+    from fusionseg.tfimport.zoo import ZOO as zoo_models  # noqa: F401
     from fusionseg.workflows.evaluate import evaluate_checkpoint as evaluate  # noqa: F401
     from fusionseg.workflows.pipeline import run_pipeline  # noqa: F401
     from fusionseg.workflows.predict import predict_files as predict  # noqa: F401

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "train-fusion": "fusionseg.cli.train_fusion",
     "export": "fusionseg.cli.export",
     "import-deepscene": "fusionseg.cli.import_deepscene",
+    "zoo": "fusionseg.cli.zoo",
     "train-pipeline": "fusionseg.cli.train_pipeline",
 }
 

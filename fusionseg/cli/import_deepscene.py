@@ -11,7 +11,9 @@ from fusionseg.cli.options import json_option
 PARAM_FLAGS = {"checkpoint": "CHECKPOINT"}  # library parameter -> what the user typed
 
 
-def _parse_rates(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+def _parse_rates(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
     try:
         rates = tuple(int(v) for v in value.split(","))
     except ValueError:
@@ -28,7 +30,7 @@ def _parse_rates(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     short_help="Convert a DeepScene TF1 checkpoint (AdapNet++) into a fusionseg checkpoint.",
     epilog="Examples:\n\n"
     "\b\n"
-    "  fusionseg import-deepscene adapnet++_cityscapes_rgb.zip --dataset cityscapes11 --out cs-rgb.pt\n"
+    "  fusionseg import-deepscene adapnet++_cityscapes_rgb.zip --zoo adapnetpp-cityscapes-rgb --out cs.pt\n"
     "  fusionseg import-deepscene model.ckpt-1 --dataset sunrgbd --modality hha --out sun-hha.pt\n"
     "  fusionseg import-deepscene cs19/ --dataset cityscapes19 --easpp-rates 6,12,18 --out cs19.pt",
 )
@@ -41,33 +43,42 @@ def _parse_rates(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     help="fusionseg .pt to write.",
 )
 @click.option(
+    "--zoo",
+    "zoo",
+    default=None,
+    metavar="NAME",
+    help="A model of `fusionseg zoo`: fills --dataset, --modality and --easpp-rates and records its "
+    "published mIoU and input recipe.",
+)
+@click.option(
     "--dataset",
-    required=True,
+    default=None,
     help="Built-in dataset whose classes the model predicts (cityscapes11 for the 12-class models, "
-    "cityscapes19, synthia, sunrgbd, scannet, freiburg_forest).",
+    "cityscapes19, synthia, sunrgbd, scannet, freiburg_forest) [default: the --zoo model's].",
 )
 @click.option("--model", default="adapnetpp", show_default=True, help="Model of the checkpoint.")
 @click.option(
     "--modality",
-    default="rgb",
-    show_default=True,
-    help="The expert's input: rgb, jet, hha, evi, ... (3-channel 8-bit images as cv2.imread reads them).",
+    default=None,
+    help="The expert's input: rgb, jet, hha, evi, ... (3-channel 8-bit images as cv2.imread reads them) "
+    "[default: the --zoo model's, else rgb].",
 )
 @click.option(
     "--easpp-rates",
-    default="3,6,12",
-    show_default=True,
+    default=None,
     callback=_parse_rates,
-    help="eASPP atrous rates the model was trained with (6,12,18 for the Cityscapes-19 zoo models).",
+    help="eASPP atrous rates the model was trained with [default: the --zoo model's, else 3,6,12; "
+    "6,12,18 for the Cityscapes-19 models].",
 )
 @json_option
 def command(
     checkpoint: Path,
     out: Path,
-    dataset: str,
+    zoo: str | None,
+    dataset: str | None,
     model: str,
-    modality: str,
-    easpp_rates: tuple[int, ...],
+    modality: str | None,
+    easpp_rates: tuple[int, ...] | None,
     as_json: bool,
 ) -> None:
     """Read CHECKPOINT (a TF1 checkpoint prefix, its .index file, its folder or a zoo .zip) without
@@ -81,7 +92,7 @@ def command(
 
     with err.status(f"converting {checkpoint}"):
         report = api.import_deepscene(
-            checkpoint, out, dataset=dataset, model=model, modality=modality, easpp_rates=easpp_rates
+            checkpoint, out, dataset=dataset, model=model, modality=modality, easpp_rates=easpp_rates, zoo=zoo
         )
     if as_json:
         print_json(report.to_dict())

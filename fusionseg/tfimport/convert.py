@@ -29,6 +29,7 @@ from fusionseg.errors import CheckpointError, ConfigError
 from fusionseg.registry import model_kind
 from fusionseg.tfimport.bundle import TFCheckpoint, model_tensors, resolve_prefix
 from fusionseg.tfimport.mapping import adapnetpp_mapping, apply_mapping
+from fusionseg.tfimport.zoo import zoo_model
 from fusionseg.workflows.run_meta import checkpoint_meta
 
 IMPORT_MODELS = ("adapnetpp",)  # SSMA and CMoDE: mappings tested, converter to follow (issue 16)
@@ -64,10 +65,11 @@ def import_deepscene(
     checkpoint: str | Path,
     out: str | Path,
     *,
-    dataset: str,
+    dataset: str | None = None,
     model: str = "adapnetpp",
-    modality: str = "rgb",
-    easpp_rates: Sequence[int] = (3, 6, 12),
+    modality: str | None = None,
+    easpp_rates: Sequence[int] | None = None,
+    zoo: str | None = None,
 ) -> ImportReport:
     """Convert a DeepScene TF1 AdapNet++ checkpoint into a fusionseg checkpoint.
 
@@ -79,8 +81,10 @@ def import_deepscene(
             "cityscapes11" for the 12-class models); its class count must be the checkpoint's.
         model: "adapnetpp".
         modality: The expert's input modality ("rgb", "jet", "hha", "evi", ...: 3-channel 8-bit images
-            in `cv2.imread` order, deepscene-tf.md §2).
-        easpp_rates: The eASPP atrous rates the model was trained with.
+            in `cv2.imread` order, deepscene-tf.md §2); default "rgb".
+        easpp_rates: The eASPP atrous rates the model was trained with (default 3, 6, 12).
+        zoo: A `tfimport.zoo.ZOO` name; it supplies dataset, modality and rates not given, and its
+            entry (published mIoU, input recipe) is recorded in the checkpoint as `zoo`.
 
     Returns:
         An `ImportReport`.
@@ -89,6 +93,12 @@ def import_deepscene(
         ConfigError: unknown model or dataset, or a class count that does not fit.
         CheckpointError: unreadable checkpoint, or a tensor whose name or shape does not fit (named).
     """
+    entry = zoo_model(zoo) if zoo is not None else None
+    dataset = dataset or (entry.dataset if entry else None)
+    if dataset is None:
+        raise ConfigError("dataset: give the dataset whose classes the model predicts (or a `zoo` name)")
+    modality = modality or (entry.modality if entry else "rgb")
+    easpp_rates = tuple(easpp_rates or (entry.easpp_rates if entry else (3, 6, 12)))
     if model not in IMPORT_MODELS:
         raise ConfigError(f"model: {model!r} cannot be imported yet (importable: {', '.join(IMPORT_MODELS)})")
     with _unpacked(Path(checkpoint)) as where:
@@ -118,6 +128,7 @@ def import_deepscene(
         model=state,
         config=config_to_dict(cfg),
         imported_from={"format": "deepscene-tf1", "path": str(source.resolve()), "tensors": len(tensors)},
+        **({"zoo": entry.to_dict()} if entry else {}),
     )
     out = save_checkpoint(out, payload)
     elements = sum(int(t.size) for t in tensors.values())

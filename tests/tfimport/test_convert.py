@@ -219,3 +219,33 @@ def test_a_zoo_zip_is_read_without_unpacking_by_hand(dev: Path, converted: Path,
         zf.writestr("notes.txt", "no checkpoint here")
     with pytest.raises(CheckpointError, match="no TensorFlow checkpoint files"):
         import_deepscene(empty, tmp_path / "x.pt", dataset="cityscapes11")
+
+
+def test_zoo_entries_fit_the_catalog_and_the_published_class_counts() -> None:
+    from fusionseg.data.catalog import get_dataset_info
+    from fusionseg.data.modality_specs import get_modality
+    from fusionseg.tfimport.zoo import ZOO
+
+    assert {get_dataset_info(m.dataset).num_classes for m in ZOO.values()} == {6, 12, 20, 21, 38}
+    assert all(get_modality(m.modality).channels == 3 for m in ZOO.values())
+    assert ZOO["adapnetpp-cityscapes-rgb"].published_miou == 80.77 and ZOO["adapnetpp-forest-evi"].verified
+    assert ZOO["adapnetpp-cityscapes19-rgb"].easpp_rates == (6, 12, 18)
+
+
+def test_import_with_a_zoo_name_records_its_entry(dev: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "zoo.pt"
+    capsys.readouterr()
+    assert main(["import-deepscene", str(dev), "--zoo", "adapnetpp-cityscapes-rgb", "--out", str(out)]) == 0
+    payload = load_checkpoint(out)
+    assert payload["dataset"] == "cityscapes11" and payload["modalities"] == ["rgb"]
+    assert payload["zoo"]["published_miou"] == 80.77 and payload["config"]["model"]["easpp_rates"] == [
+        3,
+        6,
+        12,
+    ]
+    assert main(["import-deepscene", str(dev), "--zoo", "adapnetpp-nowhere", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--zoo: unknown model 'adapnetpp-nowhere'" in err[0]
+    assert main(["zoo", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {m["name"] for m in listed} >= {"adapnetpp-cityscapes-rgb", "adapnetpp-sun-hha"}

@@ -1,0 +1,36 @@
+"""`fusionseg zoo`: the published DeepScene models, their accuracy and the inputs they expect."""
+
+from __future__ import annotations
+
+import click
+
+from fusionseg.cli.options import json_option
+
+
+@click.command("zoo", short_help="List the published DeepScene models that import-deepscene converts.")
+@json_option
+def command(as_json: bool) -> None:
+    """The DeepScene AdapNet++ model zoo: name (for import-deepscene --zoo), zip file, dataset and class
+    list, input modality and recipe, eASPP rates, and the README's val mIoU (768x384, single scale).
+    File names marked '?' follow the README's naming pattern but are not spelled out in it.
+    """
+    from rich.table import Table
+
+    from fusionseg import api
+    from fusionseg.cli.console import out, print_json
+
+    models = list(api.zoo_models.values())
+    if as_json:
+        print_json([m.to_dict() for m in models])
+        return
+    table = Table(title="DeepScene model zoo (AdapNet++)")
+    for column in ("name", "file", "dataset", "input", "eASPP", "mIoU %"):
+        table.add_column(column, justify="right" if column == "mIoU %" else "left")
+    for m in models:
+        miou = f"{m.published_miou:.2f}" if m.published_miou is not None else "-"
+        rates = ",".join(map(str, m.easpp_rates))
+        table.add_row(m.name, m.file + ("" if m.verified else " ?"), m.dataset, m.modality, rates, miou)
+    out.print(table)
+    for line in sorted({f"{m.name}: {m.recipe}" for m in models if m.modality != "rgb"}):
+        out.print(line, markup=False, highlight=False)
+    out.print("rgb models: 8-bit BGR as cv2.imread reads it, resized to 768x384 (W x H)", highlight=False)

@@ -1,0 +1,109 @@
+"""The published DeepScene AdapNet++ models (issue 16, item 3): what each predicts and how to feed it.
+
+Accuracies are the README's single-scale val mIoU at 768x384 with the released checkpoints
+(`reference/adapnetpp.md` §13; the Cityscapes-19 figure is full-resolution val). File names follow the
+README's pattern `adapnet++_<dataset>_<modality>.zip` (`reference/deepscene-tf.md` §1); only those marked
+`verified` appear literally in it. "depth" models read depth as a JET colour image (fusionseg modality
+`jet`); the recipes follow `reference/modalities.md` §2 (stated by the maintainers for ScanNet, consistent
+with the Synthia samples, assumed for Freiburg Forest). SSMA and CMoDE entries follow once their import
+is validated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from fusionseg.errors import ConfigError
+
+_BGR = "8-bit BGR as cv2.imread reads it, resized to 768x384 (W x H)"
+_JET = (
+    "JET of ip_basic-completed depth, depth / 7 m * 255 clipped (the maintainers' recipe): "
+    "fusionseg prepare-depth --complete multiscale --jet --jet-max-depth 7"
+)
+_JET_CITYSCAPES = (
+    "inverted JET (near = red) of Cityscapes' disparity; the exact normalisation is unpublished "
+    "(reference/modalities.md §2.1 [unverified]); prepare-depth has no inverted JET yet"
+)
+_JET_SUN = (
+    "JET of the raw depth, depth / 7 m * 255 clipped (no completion for SUN RGB-D): "
+    "fusionseg prepare-depth --jet --jet-max-depth 7"
+)
+_HHA = (
+    "HHA of ip_basic-completed depth: fusionseg prepare-depth --complete multiscale --hha "
+    "(camera intrinsics needed)"
+)
+_HHA_SUN = "HHA of the raw depth (no completion for SUN RGB-D): fusionseg prepare-depth --hha"
+_EVI = "EVI from the NIR and RGB images: fusionseg prepare-depth --evi"
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """One published model.
+
+    Attributes:
+        name: Our name for it (`import-deepscene --zoo NAME`).
+        file: The zoo's zip name; `verified` says whether the README spells it out.
+        dataset: `fusionseg.data.catalog` dataset (its class list and count).
+        modality: fusionseg modality of the input.
+        easpp_rates: eASPP rates of the model.
+        published_miou: README val mIoU in % (None where none is published).
+        recipe: How to make the input from raw data.
+    """
+
+    name: str
+    file: str
+    verified: bool
+    dataset: str
+    modality: str
+    easpp_rates: tuple[int, int, int]
+    published_miou: float | None
+    recipe: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {**asdict(self), "easpp_rates": list(self.easpp_rates)}
+
+
+def _entry(token: str, dataset: str, modality: str, miou: float | None, recipe: str, **kw: Any) -> ZooModel:
+    zoo_modality = {"jet": "depth"}.get(modality, modality)
+    file = f"adapnet++_{token}_{zoo_modality}.zip"
+    verified = file in (
+        "adapnet++_cityscapes_rgb.zip",
+        "adapnet++_cityscapes_19_hha.zip",
+        "adapnet++_forest_evi.zip",
+    )
+    name = f"adapnetpp-{token.replace('_', '')}-{zoo_modality}"
+    rates = kw.get("easpp_rates", (3, 6, 12))
+    return ZooModel(name, file, verified, dataset, modality, rates, miou, recipe)
+
+
+ZOO: dict[str, ZooModel] = {
+    m.name: m
+    for m in (
+        _entry("cityscapes", "cityscapes11", "rgb", 80.77, _BGR),
+        _entry("cityscapes", "cityscapes11", "jet", 65.01, _JET_CITYSCAPES),
+        _entry("cityscapes", "cityscapes11", "hha", 67.63, _HHA),
+        _entry("synthia", "synthia", "rgb", 86.68, _BGR),
+        _entry("synthia", "synthia", "jet", 87.87, _JET),
+        _entry("sun", "sunrgbd", "rgb", 37.98, _BGR),
+        _entry("sun", "sunrgbd", "jet", 34.28, _JET_SUN),
+        _entry("sun", "sunrgbd", "hha", 34.59, _HHA_SUN),
+        _entry("scannet", "scannet", "rgb", 52.92, _BGR),
+        _entry("scannet", "scannet", "jet", 53.80, _JET),
+        _entry("scannet", "scannet", "hha", 54.19, _HHA),
+        _entry("forest", "freiburg_forest", "rgb", 83.18, _BGR),
+        _entry("forest", "freiburg_forest", "jet", 73.93, _JET),
+        _entry("forest", "freiburg_forest", "evi", 80.96, _EVI),
+        _entry("cityscapes_19", "cityscapes19", "rgb", 81.24, _BGR, easpp_rates=(6, 12, 18)),
+        _entry("cityscapes_19", "cityscapes19", "hha", None, _HHA, easpp_rates=(6, 12, 18)),
+    )
+}
+
+
+def zoo_model(name: str) -> ZooModel:
+    """The zoo entry `name`; ConfigError listing the known names."""
+    try:
+        return ZOO[name]
+    except KeyError:
+        raise ConfigError(f"zoo: unknown model {name!r} (known: {', '.join(ZOO)})") from None
