@@ -94,12 +94,15 @@ def logits_at_input_size(model: nn.Module, inputs: Mapping[str, Tensor]) -> Tens
         (B, C, H, W) float32 logits.
     """
     h, w = next(iter(inputs.values())).shape[-2:]
-    padded = _pad(inputs, (_round_up(h, SIZE_MULTIPLE), _round_up(w, SIZE_MULTIPLE)))
-    return model(padded).logits.float()[..., :h, :w]
+    return model(_pad_to_multiple(inputs)).logits.float()[..., :h, :w]
 
 
-def _round_up(value: int, multiple: int) -> int:
-    return -(-int(value) // multiple) * multiple
+def _pad_to_multiple(inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Pad bottom/right (edge replicate) up to the next multiples of 16 (adapnetpp.md §1)."""
+    h, w = next(iter(inputs.values())).shape[-2:]
+    return _pad(
+        inputs, (math.ceil(h / SIZE_MULTIPLE) * SIZE_MULTIPLE, math.ceil(w / SIZE_MULTIPLE) * SIZE_MULTIPLE)
+    )
 
 
 def _probs(model: nn.Module, inputs: Mapping[str, Tensor], flip: bool) -> Tensor:
@@ -205,11 +208,7 @@ def predict_probs(
             elif mode == "pad":
                 sh, sw = max(1, round(h * s)), max(1, round(w * s))
                 scaled = _resize(inputs, (sh, sw), nearest)
-                target = (
-                    math.ceil(sh / SIZE_MULTIPLE) * SIZE_MULTIPLE,
-                    math.ceil(sw / SIZE_MULTIPLE) * SIZE_MULTIPLE,
-                )
-                p = _probs(model, _pad(scaled, target), flip)[..., :sh, :sw]
+                p = _probs(model, _pad_to_multiple(scaled), flip)[..., :sh, :sw]
             else:
                 assert size is not None
                 scaled = _resize(inputs, (max(1, round(h * s)), max(1, round(w * s))), nearest)

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from fusionseg.config import config_from_dict, config_to_dict
+from fusionseg.data.modality_specs import modality_channels
 from fusionseg.engine.checkpoint import checkpoint_header, save_checkpoint
 from fusionseg.errors import CheckpointError, ConfigError
 from fusionseg.registry import model_kind
@@ -113,8 +114,6 @@ def import_deepscene(
     }  # fmt: skip
     cfg = config_from_dict(values)
     kind = model_kind(model)
-    from fusionseg.data.modality_specs import modality_channels
-
     channels = {modality: modality_channels(modality)}
     meta = checkpoint_meta(cfg, kind=kind.checkpoint_kind, in_channels=channels)
     with torch.device("meta"):

@@ -50,9 +50,7 @@ def summarize_model(
         channels = {next(iter(channels)): in_channels}
     with torch.device("meta"):  # shapes and FLOPs only: no weights allocated, nothing computed
         net = registry.prepare_for_training(registry.build_model(model, cfg, channels), cfg)
-    if cfg.model.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    example = None
+    example = None  # (build_adapnet already puts the experts in channels_last when asked)
     if size_px is not None:
         example = registry.example_inputs(channels, batch_size, *size_px, device="meta")
         if cfg.model.channels_last:
