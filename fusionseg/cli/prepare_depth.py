@@ -77,7 +77,8 @@ from fusionseg.errors import FramesFailed
 @click.option(
     "--intrinsics-one-based",
     is_flag=True,
-    help="The --intrinsics use MATLAB's 1-based pixel centres (NYU toolbox values): subtract 1 from cx, cy.",
+    help="The --intrinsics (else the per-frame intrinsics files) use MATLAB's 1-based pixel centres "
+    "(NYU toolbox values, SUN RGB-D K): subtract 1 from cx, cy.",
 )
 @click.option(
     "--depth-scale",
