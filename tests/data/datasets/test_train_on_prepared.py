@@ -54,3 +54,31 @@ def test_train_unimodal_and_evaluate_on_prepared_cityscapes(
     assert main(evaluate) == 0, capsys.readouterr().err
     report = json.loads(capsys.readouterr().out)
     assert report["num_images"] == 1 and set(report["per_class_iou"]) >= {"Road", "Car/Truck/Bus"}
+
+
+@pytest.mark.slow
+def test_train_pipeline_on_prepared_cityscapes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """rgb and depth experts and SSMA, one step each, then the evaluation table (about a minute on 2 CPUs)."""
+    root = make_cityscapes(tmp_path / "cityscapes")
+    out = tmp_path / "prepared"
+    assert prepare_dataset("cityscapes", root, out, num_classes=11, workers=1).ok
+    settings = [
+        f"data.root={out}",
+        "data.dataset=cityscapes11",
+        "model.num_classes=12",
+        "data.depth_scale_m=0.00390625",
+        "fusion.pipeline_schemes=[ssma]",
+        "fusion.pipeline_robustness=[depth=zero]",
+        "fusion.pipeline_report_frames=0",
+        "fusion.time_budget_s=0",
+        "fusion.iterations=1",
+        "train.time_budget_s=0",
+        "train.iterations=1",
+        "train.batch_size=2",
+        f"train.out_dir={tmp_path / 'run'}",
+    ]
+    args = ["train-pipeline", "configs/synthetic-pipeline.yaml", "--json"]
+    for item in settings:
+        args += ["--set", item]
+    assert main(args) == 0, capsys.readouterr().err
+    assert (tmp_path / "run/eval/results.json").is_file()
