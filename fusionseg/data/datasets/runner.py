@@ -53,6 +53,13 @@ class DatasetSummary:
         """True when no frame failed (in either step)."""
         return self.failed == 0 and (self.modalities is None or self.modalities.ok)
 
+    def count(self, outcomes: list[FrameOutcome]) -> None:
+        """Add the frames' outcomes to the counts (and the failures to `failures`)."""
+        for outcome in outcomes:
+            setattr(self, outcome.status, getattr(self, outcome.status) + 1)
+            if outcome.status == "failed":
+                self.failures.append(outcome)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
         return {
@@ -124,11 +131,7 @@ def prepare_dataset(
     from fusionseg.fsutil import OutputLock, ensure_writable_dir, remove_stale_temps
 
     reader = resolve_reader(name)
-    num_classes = reader.class_choices[0] if num_classes is None else num_classes
-    if num_classes not in reader.class_choices:
-        choices = ", ".join(map(str, reader.class_choices))
-        raise ConfigError(f"num_classes: {reader.name} offers {choices} classes, got {num_classes}")
-    _check_modalities(modalities)
+    num_classes = _check_options(reader, num_classes, modalities)
     root, out_dir = Path(root).expanduser().absolute(), Path(out_dir).expanduser().absolute()
     if not root.is_dir():
         raise DataError(f"{root}: dataset root does not exist")
@@ -144,19 +147,22 @@ def prepare_dataset(
         _check_previous_run(out_dir, settings, overwrite)
         write_meta(out_dir, settings, info, None, 0.0, root=root)
         start = time.perf_counter()
-        outcomes = _run_frames(
-            frames, reader, root, out_dir, num_classes, info, workers, overwrite, on_result
+        ctx = WriteContext(
+            reader=reader,
+            root=root,
+            out_dir=out_dir,
+            num_classes=num_classes,
+            class_count=info.num_classes,
+            depth_scale_m=settings["depth_scale_m"],
+            overwrite=overwrite,
         )
+        outcomes = _run_frames(frames, ctx, workers, on_result)
         lists, counts = write_split_lists(out_dir, frames, outcomes)
         seconds = time.perf_counter() - start
         meta_path = write_meta(out_dir, settings, info, outcomes, seconds, root=root, lists=lists)
     summary = DatasetSummary(reader.name, num_classes, out_dir, meta_path, lists, len(frames), splits=counts)
     summary.seconds = seconds
-    for ref in frames:
-        outcome = outcomes[ref.frame_id]
-        setattr(summary, outcome.status, getattr(summary, outcome.status) + 1)
-        if outcome.status == "failed":
-            summary.failures.append(outcome)
+    summary.count([outcomes[ref.frame_id] for ref in frames])
     if modalities:
         from fusionseg.data.datasets.chain import add_modalities
 
@@ -164,13 +170,20 @@ def prepare_dataset(
     return summary
 
 
-def _check_modalities(modalities: tuple[str, ...]) -> None:
+def _check_options(reader: DatasetReader, num_classes: int | None, modalities: tuple[str, ...]) -> int:
+    """The class count to use (the reader's default for None); ConfigError for bad options."""
     from fusionseg.data.prepare.options import PRODUCTS
+
+    num_classes = reader.class_choices[0] if num_classes is None else num_classes
+    if num_classes not in reader.class_choices:
+        choices = ", ".join(map(str, reader.class_choices))
+        raise ConfigError(f"num_classes: {reader.name} offers {choices} classes, got {num_classes}")
 
     allowed = [p for p in PRODUCTS if p != "depth_filled"]
     unknown = [m for m in modalities if m not in allowed]
     if unknown:
         raise ConfigError(f"modalities: {', '.join(unknown)} not one of {', '.join(allowed)}")
+    return num_classes
 
 
 def _list_frames(reader: DatasetReader, root: Path, num_classes: int) -> list[FrameRef]:
@@ -224,29 +237,13 @@ def _check_previous_run(out_dir: Path, settings: dict[str, Any], overwrite: bool
 
 def _run_frames(
     frames: list[FrameRef],
-    reader: DatasetReader,
-    root: Path,
-    out_dir: Path,
-    num_classes: int,
-    info: DatasetInfo,
+    ctx: WriteContext,
     workers: int,
-    overwrite: bool,
     on_result: Callable[[FrameOutcome], None] | None,
 ) -> dict[str, FrameOutcome]:
-    """Every frame's outcome by id, written here (workers=1) or in the data-job pool."""
-    from fusionseg.data.io import parse_depth_scale
+    """Every frame's outcome by id, written here (one worker) or in the data-job pool."""
     from fusionseg.data.pool import run_in_pool
 
-    unit = reader.depth_unit()
-    ctx = WriteContext(
-        reader=reader,
-        root=root,
-        out_dir=out_dir,
-        num_classes=num_classes,
-        class_count=info.num_classes,
-        depth_scale_m=parse_depth_scale(unit) if unit is not None else None,
-        overwrite=overwrite,
-    )
     outcomes: dict[str, FrameOutcome] = {}
 
     def finish(outcome: FrameOutcome) -> None:
