@@ -172,7 +172,7 @@ def prepare_dataset(
 
 def _check_options(reader: DatasetReader, num_classes: int | None, modalities: tuple[str, ...]) -> int:
     """The class count to use (the reader's default for None); ConfigError for bad options."""
-    from fusionseg.data.prepare.options import PRODUCTS
+    from fusionseg.data.prepare.options import DEPTH_PRODUCTS, PRODUCTS
 
     num_classes = reader.class_choices[0] if num_classes is None else num_classes
     if num_classes not in reader.class_choices:
@@ -183,6 +183,9 @@ def _check_options(reader: DatasetReader, num_classes: int | None, modalities: t
     unknown = [m for m in modalities if m not in allowed]
     if unknown:
         raise ConfigError(f"modalities: {', '.join(unknown)} not one of {', '.join(allowed)}")
+    needs_depth = [m for m in modalities if m in DEPTH_PRODUCTS]
+    if needs_depth and reader.depth_unit() is None:
+        raise ConfigError(f"modalities: {', '.join(needs_depth)} need depth, and {reader.name} has none")
     return num_classes
 
 

@@ -78,3 +78,12 @@ def test_forest_evi_through_modalities(tmp_path: Path) -> None:
     assert listing.columns == ("rgb", "nir", "evi", "label")
     evi = cv2.imread(str(listing.samples[0].files["evi"]), cv2.IMREAD_UNCHANGED)
     assert evi.shape == (16, 32, 3) and evi.dtype == np.uint8
+
+
+def test_forest_refuses_depth_modalities_before_any_work(tmp_path: Path) -> None:
+    from fusionseg.errors import ConfigError
+
+    root = make_forest(tmp_path / "freiburg_forest_annotated")
+    with pytest.raises(ConfigError, match="modalities: jet need depth, and freiburg-forest has none"):
+        prepare_dataset("freiburg-forest", root, tmp_path / "out", modalities=("evi", "jet"), workers=1)
+    assert not (tmp_path / "out").exists()
