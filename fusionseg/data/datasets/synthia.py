@@ -4,11 +4,14 @@ Layout of the download (`--root` is the unpacked ``RAND_CITYSCAPES/`` folder or 
 
     RGB/<7-digit id>.png          8-bit colour, 1280x760
     GT/LABELS/<id>.png            16-bit PNG: class id in the first (R) channel, instance id in the second
-    Depth/Depth/<id>.png          16-bit PNG, depth in centimetres in the first (R) channel
-                                  (some copies have ``Depth/<id>.png`` or one channel: both are read)
+    Depth/Depth/<id>.png          16-bit PNG, depth in centimetres (some copies: ``Depth/<id>.png``)
 
 Classes (the download's README table, id: name) are mapped by name through the one 11-class merge
 table (`urban11.URBAN11_MERGE`); parking-slot and road-work have no 11-class counterpart and are void.
+
+Which channel of a 3-channel depth PNG holds the depth is not documented (loaders read one or the
+other); `_depth_channel` takes the one channel that is not all zero, or any when all are equal, and
+refuses a file whose channels disagree otherwise.
 
 Splits: SYNTHIA publishes none. Ours, fixed and documented: frames whose number ends in 9
 (``0000009``, ``0000019``, ...; 10 %) are `val`, the rest `train`. Depth is kept in centimetres (the
@@ -71,13 +74,26 @@ def _depth_folder(base: Path) -> Path:
     return nested if nested.is_dir() else base / "Depth"
 
 
-def _first_channel(raw: np.ndarray, path: Path, what: str) -> np.ndarray:
-    """The R channel of a 16-bit PNG as OpenCV reads it (B, G, R), or the only channel."""
+def _class_channel(raw: np.ndarray, path: Path) -> np.ndarray:
+    """The R channel (class ids) of a 16-bit label PNG as OpenCV reads it (B, G, R), or its only one."""
     if raw.dtype != np.uint16:
-        raise DataError(f"{path}: {what} must be a 16-bit PNG, got {raw.dtype}")
+        raise DataError(f"{path}: labels must be a 16-bit PNG, got {raw.dtype}")
+    return raw if raw.ndim == 2 else raw[..., 2]
+
+
+def _depth_channel(raw: np.ndarray, path: Path) -> np.ndarray:
+    """The depth of a 16-bit depth PNG: its only channel, the one non-zero channel, or equal channels."""
+    if raw.dtype != np.uint16:
+        raise DataError(f"{path}: depth must be a 16-bit PNG, got {raw.dtype}")
     if raw.ndim == 2:
         return raw
-    return raw[..., 2]
+    channels = [raw[..., i] for i in range(raw.shape[2])]
+    if all(np.array_equal(channels[0], c) for c in channels[1:]):
+        return channels[0]
+    filled = [c for c in channels if c.any()]
+    if len(filled) == 1:
+        return filled[0]
+    raise DataError(f"{path}: the depth channels differ, so which one holds depth is unclear")
 
 
 class SynthiaReader:
@@ -117,13 +133,13 @@ class SynthiaReader:
             _depth_folder(base) / name,
         )
         rgb = read_image(rgb_path, order="rgb")
-        classes = _first_channel(read_unchanged(label_path), label_path, "labels")
+        classes = _class_channel(read_unchanged(label_path), label_path)
         if int(classes.max()) > max(SYNTHIA_CLASSES):
             bad = sorted(int(v) for v in np.unique(classes) if v > max(SYNTHIA_CLASSES))[:5]
             raise DataError(
                 f"{label_path}: class ids {bad} are not SYNTHIA classes (0..{max(SYNTHIA_CLASSES)})"
             )
-        depth_raw = _first_channel(read_unchanged(depth_path), depth_path, "depth")
+        depth_raw = _depth_channel(read_unchanged(depth_path), depth_path)
         require_same_size({rgb_path: rgb.shape, label_path: classes.shape, depth_path: depth_raw.shape})
         depth_m = depth_raw.astype(np.float32) * np.float32(DEPTH_UNITS[DEPTH_UNIT])
         return RawFrame(ref.frame_id, rgb, apply_lut(classes, _TABLE), depth_m, None)

@@ -87,3 +87,23 @@ def test_forest_refuses_depth_modalities_before_any_work(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="modalities: jet need depth, and freiburg-forest has none"):
         prepare_dataset("freiburg-forest", root, tmp_path / "out", modalities=("evi", "jet"), workers=1)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("layout", ["blue", "equal", "one", "mixed"])
+def test_synthia_depth_channel(tmp_path: Path, layout: str) -> None:
+    from fusionseg.data.datasets.synthia import _depth_channel
+    from fusionseg.errors import DataError
+
+    depth = np.arange(12, dtype=np.uint16).reshape(3, 4) + 100
+    zero = np.zeros_like(depth)
+    stacks = {
+        "blue": np.dstack([depth, zero, zero]),
+        "equal": np.dstack([depth, depth, depth]),
+        "one": depth,
+        "mixed": np.dstack([depth, depth + 1, zero]),
+    }
+    if layout == "mixed":
+        with pytest.raises(DataError, match="f.png: the depth channels differ"):
+            _depth_channel(stacks[layout], Path("f.png"))
+    else:
+        np.testing.assert_array_equal(_depth_channel(stacks[layout], Path("f.png")), depth)
