@@ -135,6 +135,10 @@ def prepare_dataset(
     root, out_dir = Path(root).expanduser().absolute(), Path(out_dir).expanduser().absolute()
     if not root.is_dir():
         raise DataError(f"{root}: dataset root does not exist")
+    if root == out_dir or out_dir in root.parents:
+        raise ConfigError(
+            f"`out_dir` {out_dir}: holds the download {root}; write the prepared data elsewhere"
+        )
     info = reader.label_space(num_classes)
     reader.check_layout(root)
     frames = _list_frames(reader, root, num_classes)

@@ -223,3 +223,9 @@ def test_class_file_written_for_the_output_reads_back(tmp_path: Path, name: str)
     path = tmp_path / "classes.yaml"
     path.write_text(dump_class_file(info))
     assert get_dataset_info(str(path)) == info
+
+
+def test_output_folder_may_not_hold_the_download(download: Path) -> None:
+    for out in (download, download.parent):
+        with pytest.raises(ConfigError, match="holds the download"):
+            prepare_dataset("cityscapes", download, out, workers=1)
