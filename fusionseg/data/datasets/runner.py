@@ -264,7 +264,10 @@ def _run_frames(
     count = max(1, min(workers or os.cpu_count() or 1, len(frames)))
     if count == 1:
         for ref in frames:
-            finish(write_frame(ref, ctx))
+            try:
+                finish(write_frame(ref, ctx))
+            except Exception as exc:  # noqa: BLE001 - as in the pool: the frame fails, the batch goes on
+                failed(ref, f"{type(exc).__name__}: {exc}")
         return outcomes
     run_in_pool(
         functools.partial(write_frame, ctx=ctx),

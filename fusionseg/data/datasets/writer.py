@@ -150,8 +150,11 @@ def check_frame(frame: RawFrame, ref: FrameRef, ctx: WriteContext) -> None:
     for name, array in frame.extra.items():
         if name in (*_FORMATS, "intrinsics", RECORD_FOLDER):
             raise DataError(f"{where}: extra modality {name!r} clashes with a built-in column")
-        if array.dtype != np.uint8 or array.shape[:2] != size or array.ndim not in (2, 3):
-            raise DataError(f"{where}: {name} must be {size} uint8, got {array.shape} {array.dtype}")
+        shape_ok = array.shape[:2] == size and (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3))
+        if array.dtype != np.uint8 or not shape_ok:
+            raise DataError(
+                f"{where}: {name} must be {size} or {size} x 3 uint8, got {array.shape} {array.dtype}"
+            )
 
 
 def _write(frame: RawFrame, ref: FrameRef, ctx: WriteContext) -> tuple[dict[str, str], dict[str, Any] | None]:

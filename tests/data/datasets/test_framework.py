@@ -87,18 +87,23 @@ class _FarReader:
         return None
 
     def list_frames(self, root: Path, num_classes: int) -> list[FrameRef]:
-        return [FrameRef("near", "train", ()), FrameRef("far", "train", ())]
+        return [FrameRef("near", "train", ()), FrameRef("far", "train", ()), FrameRef("bug", "val", ())]
 
     def read_frame(self, root: Path, ref: FrameRef, num_classes: int) -> RawFrame:
+        if ref.frame_id == "bug":
+            raise ZeroDivisionError("a reader bug")
         depth = np.full((4, 4), 9.0 if ref.frame_id == "far" else 2.0, np.float32)
         return RawFrame(ref.frame_id, np.zeros((4, 4, 3), np.uint8), np.ones((4, 4), np.uint8), depth, None)
 
 
-def test_a_frame_beyond_its_unit_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_frame_beyond_its_unit_or_a_reader_error_fails_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(datasets.READERS, "far", _FarReader())
     summary = prepare_dataset("far", tmp_path, tmp_path / "out", workers=1)
-    assert (summary.done, summary.failed) == (1, 1)
+    assert (summary.done, summary.failed) == (1, 2)
     assert "far (train): depth up to 9 m does not fit" in summary.failures[0].message
+    assert summary.failures[1].message == "ZeroDivisionError: a reader bug"  # fails alone too
     assert [s.id for s in read_list(tmp_path / "out/train.txt").samples] == ["near"]
 
 
