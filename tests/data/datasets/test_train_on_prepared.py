@@ -1,4 +1,4 @@
-"""End to end: a prepared Cityscapes fixture trains a depth expert (2 steps) and evaluates."""
+"""End to end: prepared fixtures train (train-unimodal, train-pipeline) and evaluate."""
 
 from __future__ import annotations
 
@@ -11,19 +11,30 @@ from dataset_layouts import make_cityscapes
 from fusionseg.cli import main
 from fusionseg.data.datasets.runner import prepare_dataset
 
+# what every run on the prepared Cityscapes-11 fixture sets (meta.json: depth_scale 1/256)
+CITYSCAPES11 = ["data.dataset=cityscapes11", "model.num_classes=12", "data.depth_scale_m=0.00390625"]
+
+
+def _prepared_cityscapes(tmp_path: Path) -> Path:
+    out = tmp_path / "prepared"
+    assert prepare_dataset(
+        "cityscapes", make_cityscapes(tmp_path / "cityscapes"), out, num_classes=11, workers=1
+    ).ok
+    return out
+
+
+def _with_settings(args: list[str], settings: list[str]) -> list[str]:
+    return [*args, *(part for item in settings for part in ("--set", item))]
+
 
 def test_train_unimodal_and_evaluate_on_prepared_cityscapes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = make_cityscapes(tmp_path / "cityscapes")
-    out = tmp_path / "prepared"
-    assert prepare_dataset("cityscapes", root, out, num_classes=11, workers=1).ok
+    out = _prepared_cityscapes(tmp_path)
     settings = [
         f"data.root={out}",
-        "data.dataset=cityscapes11",
-        "model.num_classes=12",
+        *CITYSCAPES11,
         "data.modalities=[depth]",
-        "data.depth_scale_m=0.00390625",  # meta.json: depth_scale 1/256
         "data.height_px=64",
         "data.width_px=128",
         "train.batch_size=2",
@@ -38,9 +49,7 @@ def test_train_unimodal_and_evaluate_on_prepared_cityscapes(
         "--out",
         str(tmp_path / "run"),
     ]
-    for item in settings:
-        args += ["--set", item]
-    assert main([*args, "--json"]) == 0, capsys.readouterr().err
+    assert main(_with_settings([*args, "--json"], settings)) == 0, capsys.readouterr().err
     assert json.loads(capsys.readouterr().out)["steps"] == 2
     assert json.loads((out / "meta.json").read_text())["depth_scale_m"] == 0.00390625
     evaluate = [
@@ -59,14 +68,10 @@ def test_train_unimodal_and_evaluate_on_prepared_cityscapes(
 @pytest.mark.slow
 def test_train_pipeline_on_prepared_cityscapes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """rgb and depth experts and SSMA, one step each, then the evaluation table (about a minute on 2 CPUs)."""
-    root = make_cityscapes(tmp_path / "cityscapes")
-    out = tmp_path / "prepared"
-    assert prepare_dataset("cityscapes", root, out, num_classes=11, workers=1).ok
+    out = _prepared_cityscapes(tmp_path)
     settings = [
         f"data.root={out}",
-        "data.dataset=cityscapes11",
-        "model.num_classes=12",
-        "data.depth_scale_m=0.00390625",
+        *CITYSCAPES11,
         "fusion.pipeline_schemes=[ssma]",
         "fusion.pipeline_robustness=[depth=zero]",
         "fusion.pipeline_report_frames=0",
@@ -78,9 +83,7 @@ def test_train_pipeline_on_prepared_cityscapes(tmp_path: Path, capsys: pytest.Ca
         f"train.out_dir={tmp_path / 'run'}",
     ]
     args = ["train-pipeline", "configs/synthetic-pipeline.yaml", "--json"]
-    for item in settings:
-        args += ["--set", item]
-    assert main(args) == 0, capsys.readouterr().err
+    assert main(_with_settings(args, settings)) == 0, capsys.readouterr().err
     assert (tmp_path / "run/eval/results.json").is_file()
 
 
@@ -116,7 +119,5 @@ def test_train_with_the_class_file_of_a_prepared_custom_dataset(
     ]
     settings = [f"data.root={out}", f"data.dataset={out / 'classes.yaml'}", "model.num_classes=3"]
     settings += ["data.height_px=32", "data.width_px=64", "train.batch_size=2", "train.iterations=2"]
-    for item in settings:
-        args += ["--set", item]
-    assert main([*args, "--json"]) == 0, capsys.readouterr().err
+    assert main(_with_settings([*args, "--json"], settings)) == 0, capsys.readouterr().err
     assert json.loads(capsys.readouterr().out)["steps"] == 2
