@@ -79,7 +79,12 @@ def command(
     from fusionseg.cli.console import err, frame_progress, out, print_json, progress
 
     bar = progress()
-    start, advance = frame_progress(bar, "prepare-dataset")
+    stages: dict[str, tuple] = {}  # stage -> (start, advance) of its progress task
+
+    def on_plan(stage: str, total: int) -> None:
+        stages[stage] = frame_progress(bar, stage)
+        stages[stage][0](total)
+
     try:
         summary = api.prepare_dataset(
             name,
@@ -89,8 +94,8 @@ def command(
             modalities=modalities,
             workers=workers,
             overwrite=overwrite,
-            on_plan=start,
-            on_result=lambda outcome: advance(outcome.status == "done"),
+            on_plan=on_plan,
+            on_result=lambda stage, result: stages[stage][1](result.status == "done"),
         )
     finally:
         bar.stop()

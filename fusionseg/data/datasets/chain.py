@@ -12,6 +12,8 @@ our choice for street scenes where 7 m would saturate nearly every pixel, 0-80 m
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from fusionseg.data.catalog import DatasetInfo
@@ -20,13 +22,21 @@ from fusionseg.data.prepare.options import DEPTH_PRODUCTS, PRODUCTS
 __all__ = ["MODALITIES_FOLDER", "add_modalities"]
 
 MODALITIES_FOLDER = "modalities"
+MODALITIES_STAGE = "modalities"  # progress stage name
 NO_COMPLETION = frozenset({"sunrgbd"})  # adapnetpp.md §12: its depth was used as it is
 JET_MAX_DEPTH_M = {"indoor": 7.0}  # §2.2; other sensors: OUTDOOR_JET_MAX_DEPTH_M
 OUTDOOR_JET_MAX_DEPTH_M = 80.0
 
 
 def add_modalities(
-    summary: Any, info: DatasetInfo, modalities: tuple[str, ...], *, workers: int, overwrite: bool
+    summary: Any,
+    info: DatasetInfo,
+    modalities: tuple[str, ...],
+    *,
+    workers: int,
+    overwrite: bool,
+    on_plan: Callable[[str, int], None] | None = None,
+    on_result: Callable[[str, Any], None] | None = None,
 ) -> Any:
     """Run prepare-depth on `summary.out_dir` and add its products to the split lists.
 
@@ -35,6 +45,7 @@ def add_modalities(
         info: The label space (its `depth_sensor` picks the JET range).
         modalities: prepare-depth products ("hha", "jet", "evi", ...).
         workers, overwrite: As for the dataset step.
+        on_plan, on_result: Progress callbacks as for `prepare_dataset`, called with `MODALITIES_STAGE`.
 
     Returns:
         prepare-depth's `PrepareSummary`.
@@ -58,7 +69,13 @@ def add_modalities(
         workers=workers,
         overwrite=overwrite,
     )
-    depth_summary = prepare_depth(summary.out_dir, summary.out_dir / MODALITIES_FOLDER, options)
+    depth_summary = prepare_depth(
+        summary.out_dir,
+        summary.out_dir / MODALITIES_FOLDER,
+        options,
+        on_plan=None if on_plan is None else lambda plan: on_plan(MODALITIES_STAGE, len(plan.tasks)),
+        on_result=None if on_result is None else functools.partial(on_result, MODALITIES_STAGE),
+    )
     _extend_lists(summary, options.products, {f.id for f in depth_summary.failures})
     return depth_summary
 

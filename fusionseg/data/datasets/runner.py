@@ -28,6 +28,7 @@ from fusionseg.errors import ConfigError, DataError
 __all__ = ["DatasetSummary", "prepare_dataset", "resolve_reader"]
 
 MAX_IN_FLIGHT_PER_WORKER = 4
+DATASET_STAGE = "prepare-dataset"  # the progress stages: this one, then chain.MODALITIES_STAGE
 
 
 @dataclass
@@ -105,8 +106,8 @@ def prepare_dataset(
     modalities: tuple[str, ...] = (),
     workers: int = 0,
     overwrite: bool = False,
-    on_plan: Callable[[int], None] | None = None,
-    on_result: Callable[[FrameOutcome], None] | None = None,
+    on_plan: Callable[[str, int], None] | None = None,
+    on_result: Callable[[str, Any], None] | None = None,
 ) -> DatasetSummary:
     """Prepare an official download for fusionseg (see the module docstring).
 
@@ -118,8 +119,10 @@ def prepare_dataset(
         modalities: prepare-depth products to add: "hha", "jet", "normals", "evi", "ndvi".
         workers: Worker processes (0 = all cores, 1 = this process).
         overwrite: Rewrite finished frames, and allow an output folder made with other settings.
-        on_plan: Called with the number of frames before any is written (progress bar).
-        on_result: Called in this process once per frame as it finishes.
+        on_plan: Called with a stage ("prepare-dataset", then "modalities") and its number of frames
+            before the stage writes anything (progress bars).
+        on_result: Called in this process with the stage and each frame's result as it finishes (a
+            `FrameOutcome`, or prepare-depth's `FrameResult`; both have a `status`).
 
     Returns:
         The summary; frames that failed are listed in it (the run carries on past them).
@@ -143,7 +146,7 @@ def prepare_dataset(
     reader.check_layout(root)
     frames = _list_frames(reader, root, num_classes)
     if on_plan is not None:
-        on_plan(len(frames))
+        on_plan(DATASET_STAGE, len(frames))
     ensure_writable_dir(out_dir)
     with OutputLock(out_dir, purpose="prepare-dataset"):
         remove_stale_temps(out_dir, recursive=True)
@@ -160,7 +163,8 @@ def prepare_dataset(
             depth_scale_m=settings["depth_scale_m"],
             overwrite=overwrite,
         )
-        outcomes = _run_frames(frames, ctx, workers, on_result)
+        report = None if on_result is None else functools.partial(on_result, DATASET_STAGE)
+        outcomes = _run_frames(frames, ctx, workers, report)
         lists, counts = write_split_lists(out_dir, frames, outcomes)
         seconds = time.perf_counter() - start
         meta_path = write_meta(out_dir, settings, info, outcomes, seconds, root=root, lists=lists)
@@ -170,7 +174,15 @@ def prepare_dataset(
     if modalities:
         from fusionseg.data.datasets.chain import add_modalities
 
-        summary.modalities = add_modalities(summary, info, modalities, workers=workers, overwrite=overwrite)
+        summary.modalities = add_modalities(
+            summary,
+            info,
+            modalities,
+            workers=workers,
+            overwrite=overwrite,
+            on_plan=on_plan,
+            on_result=on_result,
+        )
     return summary
 
 

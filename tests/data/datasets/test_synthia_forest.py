@@ -107,3 +107,13 @@ def test_synthia_depth_channel(tmp_path: Path, layout: str) -> None:
             _depth_channel(stacks[layout], Path("f.png"))
     else:
         np.testing.assert_array_equal(_depth_channel(stacks[layout], Path("f.png")), depth)
+
+
+def test_cli_shows_both_stages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fusionseg.cli import main
+
+    root = make_forest(tmp_path / "freiburg_forest_annotated")
+    args = ["prepare-dataset", "freiburg-forest", "--root", str(root), "--out", str(tmp_path / "out")]
+    assert main([*args, "--modalities", "evi", "--workers", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "prepare-dataset  3/3" in err and "modalities  3/3" in err
