@@ -131,8 +131,6 @@ def prepare_dataset(
         ConfigError: unknown dataset, class count or modality; an output folder of another run.
         DataError: the download lacks a file or folder of the official layout, or has no frames.
     """
-    from fusionseg.fsutil import OutputLock, ensure_writable_dir, remove_stale_temps
-
     reader = resolve_reader(name)
     num_classes = _check_options(reader, num_classes, modalities)
     root, out_dir = Path(root).expanduser().absolute(), Path(out_dir).expanduser().absolute()
@@ -147,30 +145,17 @@ def prepare_dataset(
     frames = _list_frames(reader, root, num_classes)
     if on_plan is not None:
         on_plan(DATASET_STAGE, len(frames))
-    ensure_writable_dir(out_dir)
-    with OutputLock(out_dir, purpose="prepare-dataset"):
-        remove_stale_temps(out_dir, recursive=True)
-        settings = _settings(reader, num_classes, info)
-        _check_previous_run(out_dir, settings, overwrite)
-        write_meta(out_dir, settings, info, None, 0.0, root=root)
-        start = time.perf_counter()
-        ctx = WriteContext(
-            reader=reader,
-            root=root,
-            out_dir=out_dir,
-            num_classes=num_classes,
-            class_count=info.num_classes,
-            depth_scale_m=settings["depth_scale_m"],
-            overwrite=overwrite,
-        )
-        report = None if on_result is None else functools.partial(on_result, DATASET_STAGE)
-        outcomes = _run_frames(frames, ctx, workers, report)
-        lists, counts = write_split_lists(out_dir, frames, outcomes)
-        seconds = time.perf_counter() - start
-        meta_path = write_meta(out_dir, settings, info, outcomes, seconds, root=root, lists=lists)
-    summary = DatasetSummary(reader.name, num_classes, out_dir, meta_path, lists, len(frames), splits=counts)
-    summary.seconds = seconds
-    summary.count([outcomes[ref.frame_id] for ref in frames])
+    ctx = WriteContext(
+        reader=reader,
+        root=root,
+        out_dir=out_dir,
+        num_classes=num_classes,
+        class_count=info.num_classes,
+        depth_scale_m=_settings(reader, num_classes, info)["depth_scale_m"],
+        overwrite=overwrite,
+    )
+    report = None if on_result is None else functools.partial(on_result, DATASET_STAGE)
+    summary = _write_dataset(ctx, info, frames, workers, report)
     if modalities:
         from fusionseg.data.datasets.chain import add_modalities
 
@@ -183,6 +168,36 @@ def prepare_dataset(
             on_plan=on_plan,
             on_result=on_result,
         )
+    return summary
+
+
+def _write_dataset(
+    ctx: WriteContext,
+    info: DatasetInfo,
+    frames: list[FrameRef],
+    workers: int,
+    on_result: Callable[[FrameOutcome], None] | None,
+) -> DatasetSummary:
+    """Holding the output folder's lock: check an earlier run, write the frames, the lists, meta.json."""
+    from fusionseg.fsutil import OutputLock, ensure_writable_dir, remove_stale_temps
+
+    out_dir, reader = ctx.out_dir, ctx.reader
+    ensure_writable_dir(out_dir)
+    with OutputLock(out_dir, purpose="prepare-dataset"):
+        remove_stale_temps(out_dir, recursive=True)
+        settings = _settings(reader, ctx.num_classes, info)
+        _check_previous_run(out_dir, settings, ctx.overwrite)
+        write_meta(out_dir, settings, info, None, 0.0, root=ctx.root)
+        start = time.perf_counter()
+        outcomes = _run_frames(frames, ctx, workers, on_result)
+        lists, counts = write_split_lists(out_dir, frames, outcomes)
+        seconds = time.perf_counter() - start
+        meta_path = write_meta(out_dir, settings, info, outcomes, seconds, root=ctx.root, lists=lists)
+    summary = DatasetSummary(
+        reader.name, ctx.num_classes, out_dir, meta_path, lists, len(frames), splits=counts
+    )
+    summary.seconds = seconds
+    summary.count([outcomes[ref.frame_id] for ref in frames])
     return summary
 
 
