@@ -1,0 +1,10 @@
+"""Readers of official dataset downloads for `fusionseg prepare-dataset` (see `base.py`)."""
+
+from __future__ import annotations
+
+from fusionseg.data.datasets.base import SPLITS, DatasetReader, FrameRef, RawFrame
+
+__all__ = ["READERS", "SPLITS", "DatasetReader", "FrameRef", "RawFrame"]
+
+# CLI name -> reader. One entry per dataset, one line each.
+READERS: dict[str, DatasetReader] = {}
