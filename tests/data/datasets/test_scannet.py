@@ -1,0 +1,176 @@
+""".sens, label zips, the label table and scene lists of ScanNet v2, built here in the official layout."""
+
+from __future__ import annotations
+
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from fusionseg.data.datasets import scannet
+from fusionseg.errors import DataError
+
+COLOUR_HW = (24, 32)  # stands in for 968x1296: twice the depth size
+DEPTH_HW = (12, 16)  # stands in for 480x640
+K_COLOUR = np.array([[36.0, 0, 15.7, 0], [0, 36.0, 11.9, 0], [0, 0, 1, 0], [0, 0, 0, 1]], np.float32)
+K_DEPTH = np.array([[18.0, 0, 7.6, 0], [0, 18.1, 5.7, 0], [0, 0, 1, 0], [0, 0, 0, 1]], np.float32)
+# Raw ScanNet id -> nyu40id rows of the fixture's tsv (real ids/categories of the combined table)
+TSV_ROWS = [
+    (1, "wall", 1),
+    (2, "chair", 5),
+    (3, "floor", 2),
+    (5, "door", 8),
+    (22, "book", 23),
+    (40, "mirror", 19),
+]
+TSV_ROWS += [(56, "trash can", 39), (99, "shower curtain", 28), (300, "refrigerator", 24)]
+# Scenes: split -> scenes; each has 5 frames, labels for frames 0, 2 and 4 but not 3
+SCENES = {"train": ["scene0000_00", "scene0000_01"], "val": ["scene0011_00"]}
+TEST_SCENE = "scene0707_00"  # unlabelled test scene: present in scans/, in no list
+
+
+def write_sens(path: Path, frames: list[tuple[np.ndarray, np.ndarray]], *, shift: float = 1000.0) -> None:
+    """A .sens file as SensorData.py reads it: header, then per frame pose, stamps, JPEG, zlib depth."""
+    ch, cw = frames[0][0].shape[:2]
+    dh, dw = frames[0][1].shape
+    with open(path, "wb") as fh:
+        name = b"StructureSensor"
+        fh.write(struct.pack("<IQ", 4, len(name)) + name)
+        for matrix in (K_COLOUR, np.eye(4), K_DEPTH, np.eye(4)):
+            fh.write(np.asarray(matrix, "<f4").tobytes())
+        fh.write(struct.pack("<2i4IfQ", 2, 1, cw, ch, dw, dh, shift, len(frames)))
+        for i, (rgb, depth) in enumerate(frames):
+            ok, jpeg = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 100])
+            assert ok
+            packed = zlib.compress(depth.astype("<u2").tobytes())
+            fh.write(np.eye(4, dtype="<f4").tobytes() + struct.pack("<4Q", i, i, len(jpeg), len(packed)))
+            fh.write(jpeg.tobytes() + packed)
+
+
+def _frame(scene_no: int, index: int) -> dict[str, np.ndarray]:
+    rgb = np.zeros((*COLOUR_HW, 3), np.uint8)
+    rgb[:, : COLOUR_HW[1] // 2] = (240, 20, 20)  # red left, blue right (16-pixel halves, JPEG-safe)
+    rgb[:, COLOUR_HW[1] // 2 :] = (20, 20, 240)
+    depth = np.full(DEPTH_HW, 1000 + 10 * index + scene_no, np.uint16)
+    depth[0, 0] = 0  # missing
+    depth[1, 1] = 9500  # 9.5 m
+    raw_ids = np.array([row[0] for row in TSV_ROWS] + [7777], np.uint16)  # 7777: not in the tsv
+    small = raw_ids[np.arange(DEPTH_HW[0] * DEPTH_HW[1]).reshape(DEPTH_HW) % raw_ids.size]
+    label = np.kron(small, np.ones((2, 2), np.uint16))  # 2x2 blocks at the colour size
+    return {"rgb": rgb, "depth": depth, "label": label, "label_small": small}
+
+
+def make_scannet_root(root: Path, num_frames: int = 5) -> dict[tuple[str, int], dict[str, np.ndarray]]:
+    """scans/ with .sens and label zips, the tsv and the two scene lists. Returns arrays per frame."""
+    arrays = {}
+    all_scenes = [*SCENES["train"], *SCENES["val"], TEST_SCENE]
+    for scene_no, scene in enumerate(all_scenes):
+        folder = root / "scans" / scene
+        folder.mkdir(parents=True)
+        frames = [_frame(scene_no, i) for i in range(num_frames)]
+        write_sens(folder / f"{scene}.sens", [(f["rgb"], f["depth"]) for f in frames])
+        if scene == TEST_SCENE:
+            continue  # test scenes ship without label zips
+        with zipfile.ZipFile(folder / f"{scene}_2d-label-filt.zip", "w") as archive:
+            for i, f in enumerate(frames):
+                if i != 3:
+                    archive.writestr(f"label-filt/{i}.png", cv2.imencode(".png", f["label"])[1].tobytes())
+                arrays[(scene, i)] = f
+    header = "id\traw_category\tcategory\tcount\tnyu40id\teigen13id\tnyuClass\tnyu40class\n"
+    body = "".join(f"{i}\t{name}\t{name}\t1\t{nyu40}\t1\tx\tx\n" for i, name, nyu40 in TSV_ROWS)
+    (root / scannet.LABEL_TSV).write_text(header + body)
+    for split, scenes in SCENES.items():
+        (root / scannet.SPLIT_LISTS[split]).write_text("\n".join(scenes) + "\n")
+    return arrays
+
+
+@pytest.fixture(scope="module")
+def scannet_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("scannet")
+    return root, make_scannet_root(root)
+
+
+def test_label_table_maps_nyu40_to_the_benchmark_ids(scannet_root: tuple[Path, dict]) -> None:
+    root, _ = scannet_root
+    table = scannet.read_label_table(root / scannet.LABEL_TSV)
+    names = [c.lower() for c in scannet.SCANNET.classes]
+    assert table[1] == names.index("wall") and table[2] == names.index("chair")
+    assert table[3] == names.index("floor") and table[5] == names.index("door")
+    assert table[99] == names.index("shower curtain") and table[300] == names.index("refrigerator")
+    assert table[56] == names.index("other furniture")  # nyu40 39
+    assert table[22] == 0 and table[40] == 0  # books (23), mirror (19): not benchmark classes
+    assert table[7777] == 0 and table[0] == 0  # absent from the table, unannotated
+    assert len(scannet.BENCHMARK_NYU40_IDS) == len(names) - 1 == 20
+
+
+def test_sens_header_and_frames(scannet_root: tuple[Path, dict]) -> None:
+    root, arrays = scannet_root
+    sens = root / "scans" / "scene0000_01" / "scene0000_01.sens"
+    header = scannet.read_sens_header(sens)
+    assert header.color_hw == COLOUR_HW and header.depth_hw == DEPTH_HW and header.num_frames == 5
+    assert header.depth_shift == 1000.0 and header.color_codec == "jpeg"
+    offsets = scannet.sens_frame_offsets(sens, header)
+    colour, depth = scannet.read_sens_frame(sens, header, offsets[4])
+    np.testing.assert_array_equal(depth, arrays[("scene0000_01", 4)]["depth"])
+    assert colour.shape == (*COLOUR_HW, 3) and abs(int(colour[5, 2, 0]) - 240) <= 4 and colour[5, 2, 2] < 40
+
+
+def test_frames_follow_scene_lists_and_the_step(scannet_root: tuple[Path, dict]) -> None:
+    root, _ = scannet_root
+    reader = scannet.ScanNetReader(frame_step=2)
+    reader.check_layout(root)
+    refs = reader.list_frames(root, 20)
+    assert [(r.frame_id, r.split) for r in refs] == [
+        ("scene0000_00_000000", "train"),
+        ("scene0000_00_000002", "train"),
+        ("scene0000_00_000004", "train"),
+        ("scene0000_01_000000", "train"),
+        ("scene0000_01_000002", "train"),
+        ("scene0000_01_000004", "train"),
+        ("scene0011_00_000000", "val"),
+        ("scene0011_00_000002", "val"),
+        ("scene0011_00_000004", "val"),
+    ]
+    odd = [r.source[1] for r in scannet.ScanNetReader(frame_step=3).list_frames(root, 20)]
+    assert odd == [0, 0, 0]  # frame 3 has no label image
+    assert [r.source[1] for r in scannet.ScanNetReader().list_frames(root, 20)] == [0, 0, 0]
+
+
+def test_read_frame_known_pixels(scannet_root: tuple[Path, dict]) -> None:
+    root, arrays = scannet_root
+    reader = scannet.ScanNetReader(frame_step=2)
+    table = scannet.read_label_table(root / scannet.LABEL_TSV)
+    for ref in reader.list_frames(root, 20):
+        a = arrays[(ref.source[0], ref.source[1])]
+        frame = reader.read_frame(root, ref, 20)
+        assert frame.rgb.shape == (*DEPTH_HW, 3) and frame.label.shape == DEPTH_HW
+        assert frame.depth_m.shape == DEPTH_HW and frame.depth_m.dtype == np.float32
+        np.testing.assert_allclose(frame.depth_m, a["depth"] / 1000.0, rtol=1e-6)
+        assert frame.depth_m[0, 0] == 0 and frame.depth_m[1, 1] == pytest.approx(9.5)
+        np.testing.assert_array_equal(frame.label, table[a["label_small"]])
+        assert abs(int(frame.rgb[3, 1, 0]) - 240) <= 4 and frame.rgb[3, 1, 2] < 40  # red stays red
+        assert abs(int(frame.rgb[3, 14, 2]) - 240) <= 4 and frame.rgb[3, 14, 0] < 40
+        k = frame.intrinsics
+        assert (k.fx, k.cx, k.cy) == (18.0, pytest.approx(7.6), pytest.approx(5.7))
+
+
+def test_bad_inputs_are_named(tmp_path: Path, scannet_root: tuple[Path, dict]) -> None:
+    root, _ = scannet_root
+    (tmp_path / "a.sens").write_bytes(struct.pack("<I", 3))
+    with pytest.raises(DataError, match=r"a\.sens: \.sens version 3, expected 4"):
+        scannet.read_sens_header(tmp_path / "a.sens")
+    data = (root / "scans" / "scene0000_00" / "scene0000_00.sens").read_bytes()
+    (tmp_path / "cut.sens").write_bytes(data[: len(data) - 10])
+    with pytest.raises(DataError, match=r"cut\.sens: truncated \.sens file"):
+        scannet.sens_frame_offsets(tmp_path / "cut.sens", scannet.read_sens_header(tmp_path / "cut.sens"))
+    (tmp_path / "t.tsv").write_text("id\tcategory\n1\twall\n")
+    with pytest.raises(DataError, match=r"t\.tsv: needs the tab-separated columns `id` and `nyu40id`"):
+        scannet.read_label_table(tmp_path / "t.tsv")
+    with pytest.raises(DataError, match=r"scannetv2-labels\.combined\.tsv: file not found"):
+        scannet.ScanNetReader().check_layout(tmp_path)
+    with pytest.raises(DataError, match="not a 4x4 pinhole"):
+        scannet.intrinsics_from_4x4(np.eye(3), "x")
