@@ -27,6 +27,8 @@ EXPORTS: dict[str, tuple[str, str]] = {
     "make_synthetic": ("fusionseg.data.synthetic", "generate_dataset"),
     "PrepareOptions": ("fusionseg.data.prepare", "PrepareOptions"),
     "prepare_depth": ("fusionseg.data.prepare", "prepare_depth"),
+    "prepare_dataset": ("fusionseg.data.datasets.runner", "prepare_dataset"),
+    "DATASET_READERS": ("fusionseg.data.datasets", "READERS"),
     # training
     "train_expert": ("fusionseg.workflows.train_expert", "train_expert"),
     "fusion_run_config": ("fusionseg.workflows.train_fusion", "fusion_run_config"),
@@ -68,6 +70,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # what type checkers and editors see (same objects as EXPORTS)
     from fusionseg.benchmark.model import run_model_benchmark as benchmark_model  # noqa: F401
     from fusionseg.benchmark.preprocess import run_preprocess_benchmark as benchmark_preprocess  # noqa: F401
+    from fusionseg.data.datasets import READERS as DATASET_READERS  # noqa: F401
+    from fusionseg.data.datasets.runner import prepare_dataset  # noqa: F401
     from fusionseg.data.prepare import PrepareOptions, prepare_depth  # noqa: F401
     from fusionseg.data.synthetic import generate_dataset as make_synthetic  # noqa: F401
     from fusionseg.engine.distributed import is_main_process  # noqa: F401

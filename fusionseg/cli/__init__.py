@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "make-synthetic": "fusionseg.cli.make_synthetic",
     "summary": "fusionseg.cli.summary",
     "prepare-depth": "fusionseg.cli.prepare_depth",
+    "prepare-dataset": "fusionseg.cli.prepare_dataset",
     "benchmark": "fusionseg.cli.benchmark",
     "train-unimodal": "fusionseg.cli.train_unimodal",
     "evaluate": "fusionseg.cli.evaluate",

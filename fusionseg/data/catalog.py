@@ -371,12 +371,27 @@ DATASETS: dict[str, DatasetInfo] = {
 
 
 def get_dataset_info(name: str) -> DatasetInfo:
-    """Look up a built-in dataset definition.
+    """Look up a built-in dataset definition, or read a user's class file (a .yaml/.yml path).
+
+    A class file (`fusionseg.data.classfile`) must list ids 1, 2, ... in order here: label files are
+    read as they are (`prepare-dataset` renumbers other ids).
 
     Raises:
-        ConfigError: unknown name (the message lists the known ones).
+        ConfigError: unknown name (the message lists the known ones), or a bad class file.
     """
+    from fusionseg.data.classfile import is_class_file, load_class_file
+
+    if is_class_file(name):
+        class_file = load_class_file(name)
+        if not class_file.contiguous:
+            raise ConfigError(
+                f"{name}: label ids {list(class_file.raw_ids)} are not 1..{len(class_file.raw_ids)} in "
+                "order; renumber the labels with `fusionseg prepare-dataset` on this class file"
+            )
+        return class_file.info
     try:
         return DATASETS[name]
     except KeyError:
-        raise ConfigError(f"unknown dataset {name!r} (known: {', '.join(sorted(DATASETS))})") from None
+        raise ConfigError(
+            f"unknown dataset {name!r} (known: {', '.join(sorted(DATASETS))}, or a class file .yaml)"
+        ) from None

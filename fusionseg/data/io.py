@@ -28,6 +28,8 @@ DEPTH_UNITS: dict[str, float] = {
     "0.1mm": 1e-4,  # ESANet Kinect v2 samples
     "1e-4m": 1e-4,  # NYU Depth v2 toolbox PNGs
     "kitti": 1.0 / 256.0,  # KITTI depth / LiDAR projections: uint16 / 256 = m
+    "1/256": 1.0 / 256.0,  # the same unit by its value: prepare-dataset's Cityscapes depth (<= 256 m)
+    "cm": 1e-2,  # SYNTHIA depth PNGs (<= 655 m)
 }
 
 # Largest plausible median of valid depth, in metres, for any range sensor we read. Above it the
@@ -264,6 +266,17 @@ def read_image(path: str | Path, *, order: str = "bgr") -> NDArray[np.uint8]:
     return image
 
 
+def read_unchanged(path: str | Path) -> np.ndarray:
+    """Read an image exactly as stored (any bit depth and channel count; colour channels B, G, R first).
+
+    For raw dataset files whose values are not pixels to look at: 16-bit disparity or class-id PNGs.
+
+    Raises:
+        DataError: unreadable file (the message names it).
+    """
+    return _decode(Path(path), cv2.IMREAD_UNCHANGED)
+
+
 def read_gray(path: str | Path) -> NDArray[np.uint8]:
     """Read an 8-bit single-channel image (e.g. NIR); colour files are converted to grey.
 
@@ -423,6 +436,36 @@ def depth_to_png_units(depth_m: np.ndarray, *, depth_scale_m: float) -> NDArray[
     units = np.rint(np.asarray(depth_m, dtype=np.float64) / depth_scale_m)
     units[~np.isfinite(units)] = 0
     return np.clip(units, 0, 65535).astype(np.uint16)
+
+
+def depth_to_png_units_exact(depth_m: np.ndarray, *, depth_scale_m: float, source: str) -> NDArray[np.uint16]:
+    """Quantise metres to uint16 units, refusing depth the unit cannot hold instead of saturating.
+
+    Args:
+        depth_m: (H, W) depth in metres, 0 = missing.
+        depth_scale_m: Metres per stored unit.
+        source: Named in the error (the frame or file).
+
+    Returns:
+        (H, W) uint16 units (rounded), 0 = missing.
+
+    Raises:
+        DataError: negative or non-finite depth, or depth beyond 65535 units (the unit is too fine:
+            millimetres hold 65.5 m, 1e-4 m only 6.55 m).
+    """
+    depth = np.asarray(depth_m, dtype=np.float64)
+    bad = ~np.isfinite(depth) | (depth < 0)
+    if bad.any():
+        raise DataError(f"{source}: {int(bad.sum())} depth values are negative or not finite")
+    units = np.rint(depth / depth_scale_m)
+    over = units > 65535
+    if over.any():
+        raise DataError(
+            f"{source}: depth up to {float(depth.max()):.4g} m does not fit 16 bits at {depth_scale_m:g} "
+            f"m per unit (at most {65535 * depth_scale_m:.4g} m); {int(over.sum())} pixels would "
+            "saturate: use a coarser unit"
+        )
+    return units.astype(np.uint16)
 
 
 def write_depth(path: str | Path, depth_m: np.ndarray, *, depth_scale_m: float = 1e-3) -> Path:

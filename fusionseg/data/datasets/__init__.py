@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from fusionseg.data.datasets.base import SPLITS, DatasetReader, FrameRef, RawFrame
+from fusionseg.data.datasets.cityscapes import CityscapesReader
 
 __all__ = ["READERS", "SPLITS", "DatasetReader", "FrameRef", "RawFrame"]
 
 # CLI name -> reader. One entry per dataset, one line each.
-READERS: dict[str, DatasetReader] = {}
+READERS: dict[str, DatasetReader] = {
+    "cityscapes": CityscapesReader(),
+}

@@ -12,12 +12,11 @@ from fusionseg.errors import DataError
 _PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk's type and CRC: the last 8 bytes of every whole PNG
 
 
-def output_intact(path: Path, product: str) -> bool:
-    """True when an existing output is a whole PNG of the product's format (resume trusts only these).
+def read_whole_png(path: Path) -> np.ndarray | None:
+    """The decoded image of a whole PNG file, or None for anything a resume must not trust.
 
-    A file cut short (a killed run, a full disk), emptied or overwritten by something else fails: it
-    must have the PNG signature, end with the IEND chunk and decode to uint16 single-channel depth
-    (`depth_filled`) or a uint8 3-channel image (the colour products). Such a file is recomputed.
+    A file cut short (a killed run, a full disk), emptied or overwritten by something else gives None:
+    it must have the PNG signature, end with the IEND chunk and decode.
     """
     import cv2
 
@@ -25,17 +24,26 @@ def output_intact(path: Path, product: str) -> bool:
 
     try:
         if read_image_header(path).format != "PNG":
-            return False
+            return None
         with path.open("rb") as fh:
             fh.seek(0, os.SEEK_END)
             if fh.tell() < 8 + len(_PNG_END):  # the signature and IEND at least
-                return False
+                return None
             fh.seek(-len(_PNG_END), os.SEEK_END)
             if fh.read() != _PNG_END:
-                return False
+                return None
     except (OSError, DataError):  # unreadable, not an image, or a declared size above the limit
-        return False
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        return None
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
+def output_intact(path: Path, product: str) -> bool:
+    """True when an existing output is a whole PNG of the product's format (resume trusts only these).
+
+    See `read_whole_png`; the image must also be uint16 single-channel depth (`depth_filled`) or a
+    uint8 3-channel image (the colour products). Other files are recomputed.
+    """
+    image = read_whole_png(path)
     if image is None:
         return False
     if product == "depth_filled":
