@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from fusionseg.data.datasets.base import SPLITS, DatasetReader, FrameRef, RawFrame
 from fusionseg.data.datasets.cityscapes import CityscapesReader
+from fusionseg.data.datasets.nyuv2 import NYUv2Reader
+from fusionseg.data.datasets.scannet import ScanNetReader
+from fusionseg.data.datasets.sunrgbd import SUNRGBDReader
 
 __all__ = ["READERS", "SPLITS", "DatasetReader", "FrameRef", "RawFrame"]
 
 # CLI name -> reader. One entry per dataset, one line each.
 READERS: dict[str, DatasetReader] = {
     "cityscapes": CityscapesReader(),
+    "nyuv2": NYUv2Reader(),
+    "sunrgbd": SUNRGBDReader(),
+    "scannet": ScanNetReader(),
 }

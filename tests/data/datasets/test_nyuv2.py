@@ -6,20 +6,15 @@ import re
 import tarfile
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
+import scipy.io as scipy_io
+from indoor_layouts import RAW_AT, H, W, make_nyuv2_root
 
 from fusionseg.data.catalog import NYUV2_13, NYUV2_40
 from fusionseg.data.datasets import nyuv2
 from fusionseg.errors import DataError
-
-h5py = pytest.importorskip("h5py")
-scipy_io = pytest.importorskip("scipy.io")
-
-H, W = nyuv2.FRAME_SIZE_HW
-NUM_FRAMES = 5
-# Known pixels (row, col) -> raw NYU id, in frame index 0 of the fixture
-RAW_AT = {(0, 0): 0, (10, 20): 7, (479, 639): 894, (200, 300): 41}
 
 
 def _names(root: Path) -> Path:
@@ -75,40 +70,6 @@ def test_splits_naming_a_frame_beyond_the_file_fail(genuine: Path) -> None:
 
 
 # --- a labelled .mat in the official v7.3 layout -----------------------------------------------------------
-
-
-def _write_mat73(path: Path, images: np.ndarray, depths: np.ndarray, labels: np.ndarray) -> None:
-    """MATLAB v7.3 layout: 512-byte user block with the MATLAB header, arrays with reversed axes."""
-    with h5py.File(path, "w", userblock_size=512) as f:
-        f["images"] = images.transpose(3, 2, 1, 0)  # (H, W, 3, N) -> (N, 3, W, H)
-        f["depths"] = depths.transpose(2, 1, 0)  # (H, W, N) -> (N, W, H)
-        f["labels"] = labels.transpose(2, 1, 0)
-    with open(path, "r+b") as fh:
-        fh.write(
-            b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Dec  7 06:00:00 2026 HDF5 schema 1.00 ."
-        )
-
-
-def make_nyuv2_root(root: Path) -> dict[str, np.ndarray]:
-    """A 5-frame NYU download: frames 1, 2 test, 3, 4 train, 5 in no split. Returns the arrays."""
-    root.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (H, W, 3, NUM_FRAMES), dtype=np.uint8)
-    images[0, 0, :, 0] = (255, 0, 10)  # RGB order at a known pixel
-    depths = rng.uniform(0.5, 9.8, (H, W, NUM_FRAMES)).astype(np.float32)
-    depths[5, 5, 0] = 9.75  # beyond 6.55 m, where 1e-4 m units would wrap
-    depths[6, 6, 0] = 0.0  # missing
-    labels = rng.integers(0, 895, (H, W, NUM_FRAMES)).astype(np.uint16)
-    for (r, c), raw in RAW_AT.items():
-        labels[r, c, 0] = raw
-    _write_mat73(root / nyuv2.LABELED_MAT, images, depths, labels)
-    map_class = (np.arange(894) % 40 + 1).astype(np.uint8)  # raw k -> (k - 1) % 40 + 1
-    labels13 = (np.arange(40) % 13 + 1).astype(np.uint8)  # 40-id j -> (j - 1) % 13 + 1
-    scipy_io.savemat(root / nyuv2.MAPPING40_MAT, {"mapClass": map_class[None]})
-    scipy_io.savemat(root / nyuv2.MAPPING13_MAT, {"classMapping13": {"labels13": labels13[None]}})
-    splits = {"trainNdxs": np.array([[3], [4]], np.uint16), "testNdxs": np.array([[1], [2]], np.uint16)}
-    scipy_io.savemat(root / nyuv2.SPLITS_MAT, splits)
-    return {"images": images, "depths": depths, "labels": labels}
 
 
 @pytest.fixture(scope="module")

@@ -3,89 +3,14 @@
 from __future__ import annotations
 
 import struct
-import zipfile
-import zlib
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+from indoor_layouts import COLOUR_HW, DEPTH_HW, make_scannet_root
 
 from fusionseg.data.datasets import scannet
 from fusionseg.errors import DataError
-
-COLOUR_HW = (24, 32)  # stands in for 968x1296: twice the depth size
-DEPTH_HW = (12, 16)  # stands in for 480x640
-K_COLOUR = np.array([[36.0, 0, 15.7, 0], [0, 36.0, 11.9, 0], [0, 0, 1, 0], [0, 0, 0, 1]], np.float32)
-K_DEPTH = np.array([[18.0, 0, 7.6, 0], [0, 18.1, 5.7, 0], [0, 0, 1, 0], [0, 0, 0, 1]], np.float32)
-# Raw ScanNet id -> nyu40id rows of the fixture's tsv (real ids/categories of the combined table)
-TSV_ROWS = [
-    (1, "wall", 1),
-    (2, "chair", 5),
-    (3, "floor", 2),
-    (5, "door", 8),
-    (22, "book", 23),
-    (40, "mirror", 19),
-]
-TSV_ROWS += [(56, "trash can", 39), (99, "shower curtain", 28), (300, "refrigerator", 24)]
-# Scenes: split -> scenes; each has 5 frames, labels for frames 0, 2 and 4 but not 3
-SCENES = {"train": ["scene0000_00", "scene0000_01"], "val": ["scene0011_00"]}
-TEST_SCENE = "scene0707_00"  # unlabelled test scene: present in scans/, in no list
-
-
-def write_sens(path: Path, frames: list[tuple[np.ndarray, np.ndarray]], *, shift: float = 1000.0) -> None:
-    """A .sens file as SensorData.py reads it: header, then per frame pose, stamps, JPEG, zlib depth."""
-    ch, cw = frames[0][0].shape[:2]
-    dh, dw = frames[0][1].shape
-    with open(path, "wb") as fh:
-        name = b"StructureSensor"
-        fh.write(struct.pack("<IQ", 4, len(name)) + name)
-        for matrix in (K_COLOUR, np.eye(4), K_DEPTH, np.eye(4)):
-            fh.write(np.asarray(matrix, "<f4").tobytes())
-        fh.write(struct.pack("<2i4IfQ", 2, 1, cw, ch, dw, dh, shift, len(frames)))
-        for i, (rgb, depth) in enumerate(frames):
-            ok, jpeg = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 100])
-            assert ok
-            packed = zlib.compress(depth.astype("<u2").tobytes())
-            fh.write(np.eye(4, dtype="<f4").tobytes() + struct.pack("<4Q", i, i, len(jpeg), len(packed)))
-            fh.write(jpeg.tobytes() + packed)
-
-
-def _frame(scene_no: int, index: int) -> dict[str, np.ndarray]:
-    rgb = np.zeros((*COLOUR_HW, 3), np.uint8)
-    rgb[:, : COLOUR_HW[1] // 2] = (240, 20, 20)  # red left, blue right (16-pixel halves, JPEG-safe)
-    rgb[:, COLOUR_HW[1] // 2 :] = (20, 20, 240)
-    depth = np.full(DEPTH_HW, 1000 + 10 * index + scene_no, np.uint16)
-    depth[0, 0] = 0  # missing
-    depth[1, 1] = 9500  # 9.5 m
-    raw_ids = np.array([row[0] for row in TSV_ROWS] + [7777], np.uint16)  # 7777: not in the tsv
-    small = raw_ids[np.arange(DEPTH_HW[0] * DEPTH_HW[1]).reshape(DEPTH_HW) % raw_ids.size]
-    label = np.kron(small, np.ones((2, 2), np.uint16))  # 2x2 blocks at the colour size
-    return {"rgb": rgb, "depth": depth, "label": label, "label_small": small}
-
-
-def make_scannet_root(root: Path, num_frames: int = 5) -> dict[tuple[str, int], dict[str, np.ndarray]]:
-    """scans/ with .sens and label zips, the tsv and the two scene lists. Returns arrays per frame."""
-    arrays = {}
-    all_scenes = [*SCENES["train"], *SCENES["val"], TEST_SCENE]
-    for scene_no, scene in enumerate(all_scenes):
-        folder = root / "scans" / scene
-        folder.mkdir(parents=True)
-        frames = [_frame(scene_no, i) for i in range(num_frames)]
-        write_sens(folder / f"{scene}.sens", [(f["rgb"], f["depth"]) for f in frames])
-        if scene == TEST_SCENE:
-            continue  # test scenes ship without label zips
-        with zipfile.ZipFile(folder / f"{scene}_2d-label-filt.zip", "w") as archive:
-            for i, f in enumerate(frames):
-                if i != 3:
-                    archive.writestr(f"label-filt/{i}.png", cv2.imencode(".png", f["label"])[1].tobytes())
-                arrays[(scene, i)] = f
-    header = "id\traw_category\tcategory\tcount\tnyu40id\teigen13id\tnyuClass\tnyu40class\n"
-    body = "".join(f"{i}\t{name}\t{name}\t1\t{nyu40}\t1\tx\tx\n" for i, name, nyu40 in TSV_ROWS)
-    (root / scannet.LABEL_TSV).write_text(header + body)
-    for split, scenes in SCENES.items():
-        (root / scannet.SPLIT_LISTS[split]).write_text("\n".join(scenes) + "\n")
-    return arrays
 
 
 @pytest.fixture(scope="module")

@@ -4,89 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+from indoor_layouts import AUTHORS, encode_rotated, make_sunrgbd_root, write_seg_mat
 
 from fusionseg.data.datasets import sunrgbd
 from fusionseg.errors import DataError
-
-h5py = pytest.importorskip("h5py")
-scipy_io = pytest.importorskip("scipy.io")
-
-AUTHORS = "/n/fs/sun3d/data/SUNRGBD"
-# frame folder -> (split or None, (H, W)); listed in SUNRGBDMeta order
-FRAMES = {
-    "kv1/NYUdata/NYU0001": ("test", (12, 16)),
-    "kv2/kinect2data/000002_2014-05-26_14-23-37_260595134347_rgbf000103-resize": ("train", (10, 14)),
-    "realsense/lg/2014_10_24-13_57_41-1311000073": ("train", (12, 16)),
-    "xtion/xtion_align_data/2014_unlisted": (None, (12, 16)),  # in no split: never listed
-}
-K_ONE_BASED = (520.0, 521.0, 8.5, 6.5)  # fx fy cx cy as intrinsics.txt stores them
-
-
-def encode_rotated(depth_mm: np.ndarray) -> np.ndarray:
-    """How the toolbox stores depth: v = rotl(d, 3) (inverse of bitor(v >> 3, v << 13))."""
-    d = depth_mm.astype(np.uint32)
-    return (((d << 3) | (d >> 13)) & 0xFFFF).astype(np.uint16)
-
-
-def _frame_arrays(index: int, hw: tuple[int, int]) -> dict[str, np.ndarray]:
-    h, w = hw
-    rgb = np.zeros((h, w, 3), np.uint8)
-    rgb[:, : w // 2] = (250, 10, 10)  # red left half, blue right half: channel order survives JPEG
-    rgb[:, w // 2 :] = (10, 10, 250)
-    depth_mm = np.full((h, w), 1000 + 100 * index, np.uint16)
-    depth_mm[0, 0] = 2500  # 2.5 m, which read as plain mm would be 20 m
-    depth_mm[1, 1] = 0  # missing
-    depth_mm[2, 2] = 7999
-    label = (np.arange(h * w).reshape(h, w) % 38).astype(np.uint16)
-    label[0, 1] = 37
-    label[1, 0] = 0
-    return {"rgb": rgb, "depth_mm": depth_mm, "label": label}
-
-
-def _write_seg_mat(path: Path, labels: list[np.ndarray]) -> None:
-    """SUNRGBD2Dseg.mat v7.3: struct field `seglabel` = (N, 1) object references, maps stored (W, H)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w", userblock_size=512) as f:
-        refs_group = f.create_group("#refs#")
-        refs = []
-        for i, label in enumerate(labels):
-            refs.append(refs_group.create_dataset(f"l{i}", data=label.T).ref)
-        group = f.create_group("SUNRGBD2Dseg")
-        group.create_dataset("seglabel", data=np.array(refs, dtype=h5py.ref_dtype).reshape(-1, 1))
-
-
-def make_sunrgbd_root(root: Path) -> dict[str, dict[str, np.ndarray]]:
-    """The download: frame folders, SUNRGBD2Dseg.mat, SUNRGBDMeta.mat, allsplit.mat. Returns arrays."""
-    arrays = {}
-    meta = np.zeros((1, len(FRAMES)), dtype=[("rgbpath", object), ("depthpath", object)])
-    for i, (rel, (_, hw)) in enumerate(FRAMES.items()):
-        arrays[rel] = a = _frame_arrays(i, hw)
-        folder = root / "SUNRGBD" / rel
-        name = rel.rsplit("/", 1)[-1]
-        for sub in ("image", "depth", "depth_bfx"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(
-            str(folder / "image" / f"{name}.jpg"), a["rgb"][:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 100]
-        )
-        cv2.imwrite(str(folder / "depth_bfx" / f"{name}.png"), encode_rotated(a["depth_mm"]))
-        raw = a["depth_mm"].copy()
-        raw[3, 3] = 0  # the raw depth has holes the filled one does not
-        cv2.imwrite(str(folder / "depth" / f"{name}.png"), encode_rotated(raw))
-        fx, fy, cx, cy = K_ONE_BASED
-        (folder / "intrinsics.txt").write_text(f"{fx} 0 {cx}\n0 {fy} {cy}\n0 0 1\n")
-        meta[0, i] = (f"{AUTHORS}/{rel}/image/{name}.jpg", f"{AUTHORS}/{rel}/depth/{name}.png")
-    _write_seg_mat(root / sunrgbd.SEG_MAT, [a["label"] for a in arrays.values()])
-    scipy_io.savemat(root / sunrgbd.META_MAT, {"SUNRGBDMeta": meta})
-    split = {"alltrain": [], "alltest": []}
-    for rel, (which, _) in FRAMES.items():
-        if which:
-            split[f"all{which}"].append(f"{AUTHORS}/{rel}" + ("/" if which == "test" else ""))
-    (root / sunrgbd.SPLIT_MAT).parent.mkdir(parents=True, exist_ok=True)
-    scipy_io.savemat(root / sunrgbd.SPLIT_MAT, {k: np.array(v, dtype=object)[None] for k, v in split.items()})
-    return arrays
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +76,7 @@ def test_read_frame_known_pixels(sun_root: tuple[Path, dict]) -> None:
 
 
 def test_bad_label_and_missing_folder_are_named(tmp_path: Path) -> None:
-    _write_seg_mat(tmp_path / "seg.mat", [np.full((3, 4), 38, np.uint16)])
+    write_seg_mat(tmp_path / "seg.mat", [np.full((3, 4), 38, np.uint16)])
     with pytest.raises(DataError, match=r"seg\.mat: `seglabel` 1 holds values outside the ids 0\.\.37"):
         sunrgbd.read_seglabel(tmp_path / "seg.mat", 0)
     with pytest.raises(DataError, match=r"SUNRGBD: folder not found"):
