@@ -1,0 +1,100 @@
+"""`prepare-dataset nyuv2 | sunrgbd | scannet` end to end on tiny downloads in the official layouts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from indoor_layouts import RAW_AT, make_nyuv2_root, make_scannet_root, make_sunrgbd_root
+
+from fusionseg.cli import cli
+from fusionseg.data.catalog import NYUV2_13, SCANNET, SUNRGBD
+from fusionseg.data.datasets import scannet
+from fusionseg.data.datasets.nyuv2 import NYU_INTRINSICS
+from fusionseg.data.datasets.runner import prepare_dataset
+from fusionseg.data.io import read_depth
+from fusionseg.data.listfile import read_list
+
+COLUMNS = ("rgb", "depth", "intrinsics", "label")
+
+
+def _png(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert image is not None, path
+    return image
+
+
+def _samples(out: Path, split: str) -> dict:
+    listing = read_list(out / f"{split}.txt")
+    assert listing.columns == COLUMNS
+    return {s.id: s.files for s in listing.samples}
+
+
+def test_nyuv2_13_classes(tmp_path: Path) -> None:
+    arrays = make_nyuv2_root(tmp_path / "nyu")
+    out = tmp_path / "out"
+    summary = prepare_dataset("nyuv2", tmp_path / "nyu", out, num_classes=13, workers=1)
+    assert summary.ok and summary.done == 4 and summary.splits == {"train": 2, "test": 2}
+    assert not (out / "val.txt").exists()
+    test = _samples(out, "test")
+    assert set(test) == {"NYU0001", "NYU0002"} and set(_samples(out, "train")) == {"NYU0003", "NYU0004"}
+    files = test["NYU0001"]
+    label = _png(files["label"])
+    assert label.dtype == np.uint8 and label.shape == (480, 640)
+    for (r, c), raw in RAW_AT.items():  # fixture tables: raw -> (raw-1) % 40 + 1 -> (id40-1) % 13 + 1
+        assert label[r, c] == (0 if raw == 0 else ((raw - 1) % 40) % 13 + 1), (r, c)
+    depth = read_depth(files["depth"], depth_scale_m="mm", check_range=False)
+    assert depth[5, 5] == pytest.approx(9.75) and depth[6, 6] == 0  # beyond 6.55 m: no wrap
+    np.testing.assert_allclose(depth, arrays["depths"][..., 0], atol=5e-4)
+    np.testing.assert_array_equal(_png(files["rgb"])[..., ::-1], arrays["images"][..., 0])
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["depth_scale"] == "mm" and meta["classes"] == list(NYUV2_13.classes)
+    assert meta["frame_intrinsics"]["NYU0002"] == NYU_INTRINSICS.as_dict()
+
+
+def test_sunrgbd_37_classes(tmp_path: Path) -> None:
+    arrays = make_sunrgbd_root(tmp_path / "sun")
+    out = tmp_path / "out"
+    summary = prepare_dataset("sunrgbd", tmp_path / "sun", out, workers=1)
+    assert summary.ok and summary.splits == {"train": 2, "test": 1}
+    test = _samples(out, "test")
+    assert list(test) == ["kv1__NYUdata__NYU0001"]
+    train = _samples(out, "train")
+    assert not any("unlisted" in frame for frame in (*train, *test))
+    a = arrays["kv1/NYUdata/NYU0001"]
+    np.testing.assert_array_equal(_png(test["kv1__NYUdata__NYU0001"]["label"]), a["label"])
+    depth = read_depth(test["kv1__NYUdata__NYU0001"]["depth"], depth_scale_m="mm")
+    assert depth[0, 0] == pytest.approx(2.5) and depth[2, 2] == pytest.approx(7.999)  # not 20 m: decoded
+    np.testing.assert_allclose(depth, a["depth_mm"] / 1000.0, atol=1e-6)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["depth_scale"] == "mm" and len(meta["classes"]) == SUNRGBD.num_classes == 38
+    intrinsics = meta["frame_intrinsics"]["kv1__NYUdata__NYU0001"]
+    assert intrinsics == {"fx": 520.0, "fy": 521.0, "cx": 7.5, "cy": 5.5}  # 1-based K made 0-based
+
+
+def test_scannet_through_the_cli_with_two_workers(tmp_path: Path) -> None:
+    arrays = make_scannet_root(tmp_path / "scannet", num_frames=101)
+    out = tmp_path / "out"
+    args = ["prepare-dataset", "scannet", "--root", str(tmp_path / "scannet"), "--out", str(out)]
+    result = CliRunner().invoke(cli, [*args, "--workers", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["done"] == 6 and report["splits"] == {"train": 4, "val": 2}
+    train, val = _samples(out, "train"), _samples(out, "val")
+    assert set(val) == {"scene0011_00_000000", "scene0011_00_000100"}  # every 100th frame
+    assert "scene0000_00_000100" in train and not any("scene0707" in f for f in (*train, *val))
+    table = scannet.read_label_table(tmp_path / "scannet" / scannet.LABEL_TSV)
+    a = arrays[("scene0011_00", 100)]
+    files = val["scene0011_00_000100"]
+    label = _png(files["label"])
+    np.testing.assert_array_equal(label, table[a["label_small"]])
+    assert label.max() <= 20 and label.shape == a["depth"].shape == _png(files["rgb"]).shape[:2]
+    depth = read_depth(files["depth"], depth_scale_m="mm", check_range=False)
+    np.testing.assert_allclose(depth, a["depth"] / 1000.0, atol=1e-6)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["classes"] == list(SCANNET.classes) and meta["depth_scale"] == "mm"
+    assert meta["frame_intrinsics"]["scene0011_00_000100"]["cx"] == pytest.approx(7.6)
