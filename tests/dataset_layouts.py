@@ -97,3 +97,88 @@ def make_cityscapes(root: Path) -> Path:
             cam.parent.mkdir(parents=True, exist_ok=True)
             cam.write_text(json.dumps(camera))
     return root
+
+
+# --- SYNTHIA-RAND-CITYSCAPES (its README: RGB/, GT/LABELS/ 16-bit ids in R, Depth/Depth/ cm) ----------
+
+SYNTHIA_IDS = ["0000000", "0000001", "0000009"]  # the last one is val (number ends in 9)
+# (row, col) -> SYNTHIA class id, 11-class id; background: road 3 -> 3
+SYNTHIA_LABEL_PIXELS = {
+    (1, 1): (1, 1),  # sky
+    (2, 2): (21, 2),  # wall -> Building
+    (3, 3): (22, 3),  # lane marking -> Road
+    (4, 4): (12, 11),  # motorcycle -> Rider/Bicycle/Motorcycle
+    (5, 5): (19, 8),  # bus
+    (6, 6): (13, 0),  # parking-slot -> void
+    (7, 7): (15, 9),  # traffic light -> Traffic Sign
+    (8, 8): (0, 0),  # void
+}
+# (row, col) -> depth in cm; background 1234 cm
+SYNTHIA_DEPTH_PIXELS = {(0, 0): 0, (1, 2): 65535, (2, 3): 5}
+
+
+def make_synthia(root: Path) -> Path:
+    """A SYNTHIA-RAND-CITYSCAPES download with 3 frames (3-channel 16-bit labels and depth)."""
+    base = root / "RAND_CITYSCAPES"
+    for index, frame_id in enumerate(SYNTHIA_IDS):
+        _png(base / "RGB" / f"{frame_id}.png", frame_rgb(10 + index)[..., ::-1])
+        labels = np.zeros((H, W, 3), np.uint16)  # B, G, R as OpenCV writes
+        labels[..., 2] = 3
+        labels[..., 1] = 500 + index  # instance ids in G, never read as classes
+        for (r, c), (raw, _) in SYNTHIA_LABEL_PIXELS.items():
+            labels[r, c, 2] = raw
+        _png(base / "GT" / "LABELS" / f"{frame_id}.png", labels)
+        depth = np.full((H, W), 1234, np.uint16)
+        for (r, c), cm in SYNTHIA_DEPTH_PIXELS.items():
+            depth[r, c] = cm
+        _png(base / "Depth" / "Depth" / f"{frame_id}.png", np.dstack([depth * 0, depth * 0, depth]))
+    return root
+
+
+# --- Freiburg Forest (its README: train/ test/ with rgb/ GT_color/ nir/ ...) ----------------------
+
+FOREST_FRAMES = {"train": ["b1-09517", "b12-1234"], "test": ["b200-456"]}
+# (row, col) -> GT colour (R, G, B), id
+FOREST_LABEL_PIXELS = {
+    (1, 1): ((170, 170, 170), 1),
+    (2, 2): ((0, 255, 0), 2),
+    (3, 3): ((102, 102, 51), 3),
+    (4, 4): ((0, 60, 0), 3),
+    (5, 5): ((0, 120, 255), 4),
+    (6, 6): ((0, 0, 0), 5),
+    (7, 7): ((255, 255, 255), 0),
+}
+
+
+def forest_nir(seed: int) -> np.ndarray:
+    """(H, W) uint8 test NIR values, different per frame."""
+    return np.random.default_rng(100 + seed).integers(0, 256, (H, W), dtype=np.uint8)
+
+
+def forest_seed(split: str, index: int) -> int:
+    """Seed of a Forest fixture frame's colours and NIR."""
+    return index + (0 if split == "train" else 50)
+
+
+def make_forest(root: Path) -> Path:
+    """A Freiburg Forest download: 2 train + 1 test frames, and a train view without GT (left out)."""
+    views = {
+        split: [*keys, *(["b99-777"] if split == "train" else [])] for split, keys in FOREST_FRAMES.items()
+    }
+    for split, keys in views.items():
+        for index, key in enumerate(keys):
+            seed = forest_seed(split, index)
+            # the download's rgb/ holds JPEGs; PNG here so colours can be compared exactly
+            _png(root / split / "rgb" / f"{key}_Clipped.png", frame_rgb(seed)[..., ::-1])
+            nir = np.zeros((H, W, 3), np.uint8)
+            nir[..., 0] = forest_nir(seed)  # blue: NIR
+            nir[..., 2] = 200  # red: mostly red light
+            _png(root / split / "nir" / f"{key}.png", nir)
+            _png(root / split / "depth_gray" / f"{key}.png", np.zeros((H, W), np.uint8))
+            if key == "b99-777":
+                continue
+            gt = np.full((H, W, 3), 170, np.uint8)
+            for (r, c), (colour, _) in FOREST_LABEL_PIXELS.items():
+                gt[r, c] = colour
+            _png(root / split / "GT_color" / f"{key}_mask.png", gt[..., ::-1])
+    return root
