@@ -63,6 +63,13 @@ def _split_modalities(ctx: click.Context, param: click.Parameter, value: str | N
     help="Worker processes (0 = all cores).",
 )
 @click.option(
+    "--frame-step",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="ScanNet: keep every Nth labelled frame (default 100, the 2D benchmark's 25k set).",
+)
+@click.option(
     "--overwrite", is_flag=True, help="Rewrite finished frames (and allow other settings in --out)."
 )
 @json_option
@@ -73,6 +80,7 @@ def command(
     num_classes: int | None,
     modalities: tuple[str, ...],
     workers: int,
+    frame_step: int | None,
     overwrite: bool,
     as_json: bool,
 ) -> None:
@@ -98,6 +106,7 @@ def command(
             modalities=modalities,
             workers=workers,
             overwrite=overwrite,
+            frame_step=frame_step,
             on_plan=on_plan,
             on_result=on_result,
         )

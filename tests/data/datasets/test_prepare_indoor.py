@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from indoor_layouts import RAW_AT, make_nyuv2_root, make_scannet_root, make_sunrgbd_root
 
-from fusionseg.cli import cli
+from fusionseg.cli import cli, main
 from fusionseg.data.catalog import NYUV2_13, SCANNET, SUNRGBD
 from fusionseg.data.datasets import scannet
 from fusionseg.data.datasets.nyuv2 import NYU_INTRINSICS
@@ -98,3 +98,14 @@ def test_scannet_through_the_cli_with_two_workers(tmp_path: Path) -> None:
     meta = json.loads((out / "meta.json").read_text())
     assert meta["classes"] == list(SCANNET.classes) and meta["depth_scale"] == "mm"
     assert meta["frame_intrinsics"]["scene0011_00_000100"]["cx"] == pytest.approx(7.6)
+
+
+def test_frame_step_subsamples_scannet_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_scannet_root(tmp_path / "scannet", num_frames=5)
+    summary = prepare_dataset("scannet", tmp_path / "scannet", tmp_path / "out", frame_step=2, workers=1)
+    assert summary.ok and summary.splits == {"train": 6, "val": 3}  # frames 0, 2, 4 of each scene
+    assert "scene0011_00_000004" in _samples(tmp_path / "out", "val")
+    args = ["prepare-dataset", "nyuv2", "--root", str(tmp_path), "--out", str(tmp_path / "o2")]
+    assert main([*args, "--frame-step", "2"]) == 2
+    expected = "error: --frame-step: nyuv2 has no frame subsampling (scannet has)"
+    assert capsys.readouterr().err.strip() == expected
