@@ -27,7 +27,7 @@ NUM_FRAMES = 5
 RAW_AT = {(0, 0): 0, (10, 20): 7, (479, 639): 894, (200, 300): 41}
 
 
-def _write_mat73(path: Path, images: np.ndarray, depths: np.ndarray, labels: np.ndarray) -> None:
+def write_mat73(path: Path, images: np.ndarray, depths: np.ndarray, labels: np.ndarray) -> None:
     """MATLAB v7.3 layout: 512-byte user block with the MATLAB header, arrays with reversed axes."""
     with h5py.File(path, "w", userblock_size=512) as f:
         f["images"] = images.transpose(3, 2, 1, 0)  # (H, W, 3, N) -> (N, 3, W, H)
@@ -51,7 +51,7 @@ def make_nyuv2_root(root: Path) -> dict[str, np.ndarray]:
     labels = rng.integers(0, 895, (H, W, NUM_FRAMES)).astype(np.uint16)
     for (r, c), raw in RAW_AT.items():
         labels[r, c, 0] = raw
-    _write_mat73(root / nyuv2.LABELED_MAT, images, depths, labels)
+    write_mat73(root / nyuv2.LABELED_MAT, images, depths, labels)
     map_class = (np.arange(894) % 40 + 1).astype(np.uint8)  # raw k -> (k - 1) % 40 + 1
     labels13 = (np.arange(40) % 13 + 1).astype(np.uint8)  # 40-id j -> (j - 1) % 13 + 1
     scipy_io.savemat(root / nyuv2.MAPPING40_MAT, {"mapClass": map_class[None]})
