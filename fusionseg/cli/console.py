@@ -12,6 +12,8 @@ import json
 import os
 import sys
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -177,6 +179,28 @@ def _eta_s(task: Task) -> float | None:
         return float(task.time_remaining)
     elapsed = task.elapsed or 0.0
     return elapsed / task.completed * remaining if elapsed > 0 else None
+
+
+def frame_progress(bar: Progress, description: str) -> tuple[Callable[[int], None], Callable[[bool], None]]:
+    """Callbacks driving one progress task of a batch job over frames, with a frames/s rate.
+
+    Returns:
+        (start(total), advance(done)): call `start` once with the frame count, then `advance` per
+        finished frame (`done` False for a skipped or failed one, which the rate leaves out).
+    """
+    state: dict[str, Any] = {"start": 0.0, "done": 0}
+
+    def start(total: int) -> None:
+        state["task"] = bar.add_task(description, total=total, rate="")
+        state["start"] = time.perf_counter()
+        bar.start()
+
+    def advance(done: bool) -> None:
+        state["done"] += int(done)
+        elapsed = max(time.perf_counter() - state["start"], 1e-9)
+        bar.update(state["task"], advance=1, rate=f"{state['done'] / elapsed:.1f} frames/s")
+
+    return start, advance
 
 
 def print_json(obj: Any) -> None:

@@ -32,6 +32,17 @@ def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def workers_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add `--workers N` (0 = all cores) to a batch job over frames."""
+    return click.option(
+        "--workers",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        help="Worker processes (0 = all cores).",
+    )(func)
+
+
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add `--json`: print the result as one JSON object on stdout instead of rich tables."""
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(func)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
 
-from fusionseg.cli.options import json_option
+from fusionseg.cli.options import json_option, workers_option
 from fusionseg.errors import FramesFailed
 
 PARAM_FLAGS = {"out_dir": "--out", "num_classes": "--classes", "name": "NAME"}
@@ -55,13 +54,7 @@ def _split_modalities(ctx: click.Context, param: click.Parameter, value: str | N
     metavar="LIST",
     help="Also run prepare-depth and add its columns: comma-separated hha, jet, normals, evi, ndvi.",
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Worker processes (0 = all cores).",
-)
+@workers_option
 @click.option(
     "--frame-step",
     type=click.IntRange(min=1),
@@ -93,10 +86,10 @@ def command(
     reported and skipped; the exit status is 3 if any frame failed.
     """
     from fusionseg import api
-    from fusionseg.cli.console import err, out, print_json, progress
+    from fusionseg.cli.console import err, frame_progress, out, print_json, progress
 
     bar = progress()
-    on_plan, on_result = _progress_callbacks(bar)
+    start, advance = frame_progress(bar, "prepare-dataset")
     try:
         summary = api.prepare_dataset(
             name,
@@ -107,8 +100,8 @@ def command(
             workers=workers,
             overwrite=overwrite,
             frame_step=frame_step,
-            on_plan=on_plan,
-            on_result=on_result,
+            on_plan=start,
+            on_result=lambda outcome: advance(outcome.status == "done"),
         )
     finally:
         bar.stop()
@@ -122,24 +115,6 @@ def command(
             f"{failed} frames failed (listed above and in {summary.meta_path}); the other outputs are "
             "complete, fix the inputs and rerun to resume"
         )
-
-
-def _progress_callbacks(bar):  # noqa: ANN001, ANN202 - rich Progress -> (on_plan, on_result)
-    """The job's plan and per-frame callbacks, driving one progress task with a frames/s rate."""
-    state: dict[str, float] = {"start": 0.0, "done": 0}
-
-    def on_plan(total: int) -> None:
-        state["task"] = bar.add_task("prepare-dataset", total=total, rate="")
-        state["start"] = time.perf_counter()
-        bar.start()
-
-    def on_result(outcome) -> None:  # noqa: ANN001 - FrameOutcome
-        if outcome.status == "done":
-            state["done"] += 1
-        elapsed = max(time.perf_counter() - state["start"], 1e-9)
-        bar.update(state["task"], advance=1, rate=f"{state['done'] / elapsed:.1f} frames/s")
-
-    return on_plan, on_result
 
 
 def _render(summary, out, err) -> None:  # noqa: ANN001 - DatasetSummary, rich consoles

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
 
-from fusionseg.cli.options import depth_sensor_option, json_option
+from fusionseg.cli.options import depth_sensor_option, json_option, workers_option
 from fusionseg.errors import FramesFailed
 
 
@@ -77,7 +76,8 @@ from fusionseg.errors import FramesFailed
 @click.option(
     "--intrinsics-one-based",
     is_flag=True,
-    help="The --intrinsics use MATLAB's 1-based pixel centres (NYU toolbox values): subtract 1 from cx, cy.",
+    help="The --intrinsics (else the per-frame intrinsics files) use MATLAB's 1-based pixel centres "
+    "(NYU toolbox values, SUN RGB-D K): subtract 1 from cx, cy.",
 )
 @click.option(
     "--depth-scale",
@@ -98,13 +98,7 @@ from fusionseg.errors import FramesFailed
     show_default=True,
     help="Glob for depth files when INPUT is a plain folder, e.g. '*/depth_raw*.png'.",
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Worker processes (0 = all cores).",
-)
+@workers_option
 @click.option(
     "--device",
     type=click.Choice(["cpu", "cuda"]),
@@ -147,7 +141,7 @@ def command(
     Bad frames are reported and skipped; the exit status is 3 if any frame failed.
     """
     from fusionseg import api
-    from fusionseg.cli.console import err, out, print_json, progress
+    from fusionseg.cli.console import err, frame_progress, out, print_json, progress
 
     options = api.PrepareOptions(
         complete=complete,
@@ -169,7 +163,7 @@ def command(
         depth_sensor=depth_sensor,
     )
     bar = progress()
-    on_plan, on_result = _progress_callbacks(bar)
+    start, advance = frame_progress(bar, "prepare-depth")
     try:
         summary = api.prepare_depth(
             input_path,
@@ -178,8 +172,8 @@ def command(
             depth_scale=depth_scale,
             intrinsics=intrinsics,
             intrinsics_one_based=intrinsics_one_based,
-            on_plan=on_plan,
-            on_result=on_result,
+            on_plan=lambda plan: start(len(plan.tasks)),
+            on_result=lambda result: advance(result.status == "done"),
         )
     finally:
         bar.stop()
@@ -193,24 +187,6 @@ def command(
             f"{summary.failed} of {summary.total} frames failed (listed above and in {summary.meta_path}); "
             "the other outputs are complete, fix the inputs and rerun to resume"
         )
-
-
-def _progress_callbacks(bar):  # noqa: ANN001, ANN202 - rich Progress -> (on_plan, on_result)
-    """The job's plan and per-frame callbacks, driving one progress task with a frames/s rate."""
-    state: dict[str, float] = {"start": 0.0, "done": 0}
-
-    def on_plan(plan) -> None:  # noqa: ANN001 - PreparePlan
-        state["task"] = bar.add_task("prepare-depth", total=len(plan.tasks), rate="")
-        state["start"] = time.perf_counter()
-        bar.start()
-
-    def on_result(result) -> None:  # noqa: ANN001 - FrameResult
-        if result.status == "done":
-            state["done"] += 1
-        elapsed = max(time.perf_counter() - state["start"], 1e-9)
-        bar.update(state["task"], advance=1, rate=f"{state['done'] / elapsed:.1f} frames/s")
-
-    return on_plan, on_result
 
 
 def _render(summary, out, err) -> None:  # noqa: ANN001 - PrepareSummary, rich consoles

@@ -30,6 +30,7 @@ class _Context:
     filled_scale_m: float | None
     intrinsics: Intrinsics | None
     hha_on_main: bool  # leave HHA to the main process (batched torch backend)
+    one_based_files: bool = False  # per-frame intrinsics files hold 1-based cx, cy
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ def _frame_intrinsics(task: FrameTask, ctx: _Context) -> Intrinsics:
             f"{task.primary}: no camera intrinsics for this frame (needed by hha/normals); "
             "pass `intrinsics` or fill its intrinsics column"
         )
-    return read_intrinsics_file(task.intrinsics_file)
+    intr = read_intrinsics_file(task.intrinsics_file)
+    return Intrinsics.from_one_based(intr.fx, intr.fy, intr.cx, intr.cy) if ctx.one_based_files else intr
 
 
 def _complete(depth_m: np.ndarray, options: PrepareOptions) -> np.ndarray:

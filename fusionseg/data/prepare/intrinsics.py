@@ -14,7 +14,11 @@ from fusionseg.modalities.intrinsics import Intrinsics
 
 
 def _intrinsics_from_mapping(data: Any, source: str) -> Intrinsics:
-    """Intrinsics from {"fx","fy","cx","cy"}, {"intrinsics": {...}} or {"K": 3x3}."""
+    """Intrinsics from {"fx","fy","cx","cy"}, {"intrinsics": {...}}, {"K": 3x3} or a Cityscapes camera."""
+    if isinstance(data, dict) and isinstance(data.get("intrinsic"), dict) and "u0" in data["intrinsic"]:
+        from fusionseg.data.cityscapes import read_cityscapes_camera
+
+        return read_cityscapes_camera(source).intrinsics  # *_camera.json: fx, fy, u0, v0 (0-based)
     if isinstance(data, dict) and "intrinsics" in data:
         data = data["intrinsics"]
     if isinstance(data, dict) and "K" in data:
@@ -31,8 +35,13 @@ def _intrinsics_from_matrix(k: np.ndarray, source: str) -> Intrinsics:
     """Intrinsics from a 3x3 K matrix [[fx, s, cx], [0, fy, cy], [0, 0, 1]] (or a 3x4 projection)."""
     if k.size == 12:
         k = k.reshape(3, 4)[:, :3]
+    elif k.size == 16:  # ScanNet intrinsic_color.txt / intrinsic_depth.txt: a 4x4 matrix
+        k = k.reshape(4, 4)[:3, :3]
     if k.size != 9:
-        raise DataError(f"{source}: expected a 3x3 camera matrix (9 numbers), got {k.size} numbers")
+        raise DataError(
+            f"{source}: expected a 3x3 camera matrix (9 numbers), a 3x4 projection or a 4x4 matrix "
+            f"(16), got {k.size} numbers"
+        )
     k = k.reshape(3, 3)
     try:
         return Intrinsics(float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2]))
@@ -44,8 +53,12 @@ def read_intrinsics_file(path: str | Path) -> Intrinsics:
     """Read camera intrinsics from a file (0-based pixel centres, as stored).
 
     Accepted forms: JSON ``{"fx", "fy", "cx", "cy"}``, a JSON object with an ``"intrinsics"`` entry
-    (fusionseg synthetic meta.json) or a ``"K"`` 3x3 list; a text file holding the 9 numbers of a
-    3x3 K matrix (whitespace, comma or bracket separated); a KITTI calib file (its ``P2:`` line).
+    (fusionseg synthetic meta.json, prepare-dataset frame records) or a ``"K"`` 3x3 list; a Cityscapes
+    ``*_camera.json`` (``intrinsic.fx/fy/u0/v0``); a text file holding the 9 numbers of a 3x3 K
+    matrix (whitespace, comma or bracket separated) or the 16 of a 4x4 one (ScanNet
+    ``intrinsic_depth.txt``); a KITTI calib file (its ``P2:`` line). 1-based values (MATLAB) are
+    corrected by the caller (`resolve_intrinsics(one_based=True)`, prepare-depth's
+    `intrinsics_one_based`).
 
     Raises:
         DataError: unreadable file or none of the forms above (message names the file).

@@ -53,7 +53,8 @@ def plan_prepare(
             defaults to the dataset's meta.json "depth_scale_m". Required for depth products.
         intrinsics: "fx,fy,cx,cy", an intrinsics file or `Intrinsics`; defaults to meta.json
             "intrinsics" or a per-frame `intrinsics`/`calib` column. Required for HHA and normals.
-        intrinsics_one_based: The given intrinsics use 1-based pixel centres (NYU/MATLAB).
+        intrinsics_one_based: The given intrinsics, or else the per-frame intrinsics files, use 1-based
+            pixel centres (NYU/MATLAB, SUN RGB-D's K): 1 is subtracted from cx and cy.
 
     Returns:
         The plan.
@@ -100,6 +101,7 @@ def plan_prepare(
         intrinsics_source=intr_source,
         tasks=tasks,
         lists=list_plans,
+        per_frame_one_based=intrinsics_one_based and intr_source == "per-frame column",
     )
     _check_previous_run(plan)
     return plan
@@ -205,6 +207,7 @@ def _parameters(plan: PreparePlan) -> dict[str, Any]:
     params["products"] = list(plan.options.products)
     params["depth_scale_m"] = plan.depth_scale_m
     params["depth_filled_scale_m"] = plan.filled_scale_m
+    params["per_frame_intrinsics_one_based"] = plan.per_frame_one_based
     return params
 
 

@@ -55,6 +55,7 @@ def _run_locked(plan: PreparePlan, on_result: Callable[[FrameResult], None] | No
         filled_scale_m=plan.filled_scale_m,
         intrinsics=plan.intrinsics,
         hha_on_main=opts.hha_backend == "torch" and "hha" in opts.products,
+        one_based_files=plan.per_frame_one_based,
     )
     collector = _Collector(on_result, _TorchHHA(opts.device) if ctx.hha_on_main else None)
     for product in opts.products:  # image writes a kill cut short

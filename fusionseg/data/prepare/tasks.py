@@ -59,6 +59,8 @@ class PreparePlan:
     intrinsics_source: str
     tasks: tuple[FrameTask, ...]
     lists: tuple[ListPlan, ...]
+    # per-frame intrinsics files hold MATLAB's 1-based principal points (1 is subtracted from cx, cy)
+    per_frame_one_based: bool = False
 
 
 @dataclass(frozen=True)
