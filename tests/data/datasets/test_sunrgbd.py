@@ -81,3 +81,25 @@ def test_bad_label_and_missing_folder_are_named(tmp_path: Path) -> None:
         sunrgbd.read_seglabel(tmp_path / "seg.mat", 0)
     with pytest.raises(DataError, match=r"SUNRGBD: folder not found"):
         sunrgbd.SUNRGBDReader().check_layout(tmp_path)
+
+
+def test_a_split_frame_unknown_to_the_metadata_is_named(tmp_path: Path) -> None:
+    import scipy.io as scipy_io
+
+    root = tmp_path / "sun"
+    make_sunrgbd_root(root)
+    split = {"alltrain": np.array([f"{AUTHORS}/kv9/elsewhere/frame"], dtype=object)[None]}
+    split["alltest"] = np.array([f"{AUTHORS}/kv1/NYUdata/NYU0001"], dtype=object)[None]
+    scipy_io.savemat(root / sunrgbd.SPLIT_MAT, split)
+    expected = r"allsplit\.mat: frame kv9/elsewhere/frame is not in .*SUNRGBDMeta\.mat"
+    with pytest.raises(DataError, match=expected):
+        sunrgbd.SUNRGBDReader().list_frames(root, 37)
+
+
+def test_missing_h5py_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "h5py", None)  # import h5py now raises ImportError
+    expected = r"x\.mat: reading MATLAB v7\.3 files needs h5py; install the `datasets` extra"
+    with pytest.raises(DataError, match=expected):
+        sunrgbd.read_seglabel(tmp_path / "x.mat", 0)
