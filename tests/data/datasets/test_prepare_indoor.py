@@ -136,3 +136,26 @@ def test_nyuv2_real_frame_hha_through_prepare_dataset(shared_data: Path, tmp_pat
     np.testing.assert_array_equal(ours, hha_to_bgr(hha(prepared_m.astype(np.float64), NYU_INTRINSICS)))
     matlab = _png(ref / "hha_matlab_rd_eq_d.png").astype(int)
     assert (np.abs(ours - matlab) <= 1).all(axis=2).mean() >= 0.998
+
+
+@pytest.mark.slow  # ~20 s on one core: trains 2 steps and evaluates
+def test_train_unimodal_hha_and_evaluate_on_prepared_sunrgbd(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SUN RGB-D has train and test splits only: the test list serves as validation list."""
+    make_sunrgbd_root(tmp_path / "sun")
+    out = tmp_path / "prepared"
+    assert prepare_dataset("sunrgbd", tmp_path / "sun", out, workers=1, modalities=("hha",)).ok
+    settings = [f"data.root={out}", "data.dataset=sunrgbd", "model.num_classes=38", "data.modalities=[hha]"]
+    settings += ["data.val_list=test.txt", "data.height_px=64", "data.width_px=64"]
+    settings += ["train.batch_size=2", "train.iterations=2"]
+    args = ["train-unimodal", "--config", "configs/synthetic-rgb.yaml", "--modality", "hha"]
+    args += ["--out", str(tmp_path / "run")]
+    for item in settings:
+        args += ["--set", item]
+    assert main([*args, "--json"]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["steps"] == 2
+    evaluate = ["evaluate", "--checkpoint", str(tmp_path / "run/best.pt"), "--data", str(out / "test.txt")]
+    assert main([*evaluate, "--json"]) == 0, capsys.readouterr().err
+    report = json.loads(capsys.readouterr().out)
+    assert report["num_images"] == 1 and "Bag" in report["per_class_iou"]
