@@ -54,6 +54,17 @@ def test_genuine_13_class_table_keeps_every_shared_name(genuine: Path) -> None:
     assert table[names40.index("lamp")] == names13.index("objects")
 
 
+def test_docs_tables_are_the_genuine_files(genuine: Path) -> None:
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "datasets.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (\d+) \| [a-z ]+ \| (\d+) \| [a-z]+ \|$", docs, flags=re.MULTILINE)
+    assert [int(t) for _, t in rows] == list(nyuv2.read_40_to_13(genuine / "class13Mapping.mat")[1:])
+    raw_to_40 = nyuv2.read_raw_to_40(genuine / "classMapping40.mat")
+    listed = {}
+    for id40, ids in re.findall(r"^\* (\d+) [a-z ]+: ([\d, ]+)$", docs, flags=re.MULTILINE):
+        listed |= {int(raw): int(id40) for raw in ids.split(", ")}
+    assert listed == {raw: int(raw_to_40[raw]) for raw in range(1, 895)}
+
+
 def test_genuine_splits_match_the_654_published_13_class_test_labels(genuine: Path) -> None:
     splits = nyuv2.read_splits(genuine / "splits.mat", 1449)
     assert len(splits["train"]) == 795 and len(splits["test"]) == 654
