@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 
@@ -99,3 +100,13 @@ def test_bad_inputs_are_named(tmp_path: Path, scannet_root: tuple[Path, dict]) -
         scannet.ScanNetReader().check_layout(tmp_path)
     with pytest.raises(DataError, match="not a 4x4 pinhole"):
         scannet.intrinsics_from_4x4(np.eye(3), "x")
+
+
+def test_docs_table_is_the_code_table() -> None:
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "datasets.md").read_text(encoding="utf-8")
+    cell = r"(\d+) \| (\d+) \| ([A-Za-z ]+)"
+    pairs = {}
+    for row in re.findall(rf"^\| {cell} \| {cell} \|$", docs, flags=re.MULTILINE):
+        pairs |= {int(row[0]): (int(row[1]), row[2]), int(row[3]): (int(row[4]), row[5])}
+    names = scannet.SCANNET.classes
+    assert pairs == {i: (nyu40, names[i]) for i, nyu40 in enumerate(scannet.BENCHMARK_NYU40_IDS, 1)}
