@@ -45,7 +45,7 @@ def parse_modality_dirs(values: tuple[str, ...]) -> dict[str, Path]:
     "--depth-scale",
     default=None,
     metavar="UNIT|NUMBER",
-    help="Unit of 16-bit depth inputs: mm, 0.1mm, 1e-4m, kitti, m, or metres per stored unit. "
+    help="Unit of 16-bit depth inputs: mm, 0.1mm, 1e-4m, kitti, 1/256, cm, m, or metres per stored unit. "
     "Required when the model reads depth from 16-bit files; never guessed.",
 )
 @depth_sensor_option(auto="the one the checkpoint was trained with")

@@ -9,8 +9,6 @@ import click
 from fusionseg.cli.options import json_option, workers_option
 from fusionseg.errors import FramesFailed
 
-PARAM_FLAGS = {"out_dir": "--out", "num_classes": "--classes", "name": "NAME"}
-
 
 def _split_modalities(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
     return tuple(m.strip() for m in (value or "").split(",") if m.strip())

@@ -83,8 +83,8 @@ from fusionseg.errors import FramesFailed
     "--depth-scale",
     default=None,
     metavar="UNIT|NUMBER",
-    help="Depth unit: mm, 0.1mm, 1e-4m, kitti, m, or metres per stored unit. Default: the dataset's "
-    "meta.json; never guessed.",
+    help="Depth unit: mm, 0.1mm, 1e-4m, kitti, 1/256, cm, m, or metres per stored unit. Default: the "
+    "dataset's meta.json; never guessed.",
 )
 @click.option(
     "--depth-column",

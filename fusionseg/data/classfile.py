@@ -2,6 +2,8 @@
 
     name: orchard              # optional; default: the file's stem
     void: 0                    # the label id(s) meaning "unlabelled" (an int or a list); required
+    void_colour: [0, 0, 0]     # optional: how void is drawn; default black
+    depth_sensor: indoor       # optional: range its depth must fit (data.depth_sensor auto); default any
     classes:                   # in fusionseg id order 1, 2, ...
       - {id: 1, name: trunk, colour: [120, 80, 40]}    # colour (or color): R, G, B; optional
       - {id: 2, name: leaf}
@@ -21,7 +23,7 @@ from typing import Any
 from fusionseg.data.catalog import DatasetInfo, indexed_palette
 from fusionseg.errors import ConfigError
 
-__all__ = ["CLASS_FILE_SUFFIXES", "ClassFile", "is_class_file", "load_class_file"]
+__all__ = ["CLASS_FILE_SUFFIXES", "ClassFile", "dump_class_file", "is_class_file", "load_class_file"]
 
 CLASS_FILE_SUFFIXES = (".yaml", ".yml")
 MAX_RAW_ID = 65535  # 16-bit label files
@@ -89,16 +91,16 @@ def load_class_file(path: str | Path) -> ClassFile:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict) or not isinstance(data.get("classes"), list) or not data["classes"]:
         raise ConfigError(f"{path}: expected a mapping with a non-empty `classes` list")
-    unknown = sorted(set(data) - {"name", "void", "classes", "depth_scale"})
+    known = ("name", "void", "void_colour", "classes", "depth_scale", "depth_sensor")
+    unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ConfigError(
-            f"{path}: unknown keys {', '.join(unknown)} (known: name, void, classes, depth_scale)"
-        )
+        raise ConfigError(f"{path}: unknown keys {', '.join(unknown)} (known: {', '.join(known)})")
     if "void" not in data:
         raise ConfigError(f"{path}: no `void`: name the label id(s) meaning unlabelled (fusionseg's id 0)")
     voids = data["void"] if isinstance(data["void"], list) else [data["void"]]
     void_ids = tuple(_raw_id(v, f"{path}: void") for v in voids)
-    names, colours, raw_ids = ["void"], [(0, 0, 0)], []
+    void_colour = _colour(data["void_colour"], f"{path}: void_colour") if "void_colour" in data else (0, 0, 0)
+    names, colours, raw_ids = ["void"], [void_colour], []
     owner = {v: "void" for v in void_ids}
     for index, entry in enumerate(data["classes"]):
         where = f"{path}: classes[{index}]"
@@ -117,6 +119,30 @@ def load_class_file(path: str | Path) -> ClassFile:
         colours.append(_colour(colour, where) if colour is not None else indexed_palette(index + 2)[-1])
     if len(names) > 256:
         raise ConfigError(f"{path}: {len(names) - 1} classes; 8-bit labels hold at most 255")
-    info = DatasetInfo(name=str(data.get("name") or path.stem), classes=tuple(names), palette=tuple(colours))
+    sensor = data.get("depth_sensor", "any")
+    if sensor not in ("any", "indoor", "outdoor"):  # data.io.DEPTH_SENSORS
+        raise ConfigError(f"{path}: depth_sensor must be any, indoor or outdoor, got {sensor!r}")
+    name = str(data.get("name") or path.stem)
+    info = DatasetInfo(name=name, classes=tuple(names), palette=tuple(colours), depth_sensor=sensor)
     scale = data.get("depth_scale")
     return ClassFile(path, info, tuple(raw_ids), void_ids, str(scale) if scale is not None else None)
+
+
+def dump_class_file(info: DatasetInfo) -> str:
+    """YAML text of a class file describing `info` with fusionseg ids (void 0, classes 1..N).
+
+    `load_class_file` reads it back to an equal `DatasetInfo` (name, classes, palette, sensor);
+    prepare-dataset writes it as ``OUT/classes.yaml``, so ``--set data.dataset=OUT/classes.yaml``
+    trains on its output.
+    """
+    import yaml
+
+    classes = [
+        {"id": class_id, "name": name, "colour": list(colour)}
+        for class_id, (name, colour) in enumerate(zip(info.classes, info.palette))
+        if class_id > 0
+    ]
+    data = {"name": info.name, "void": 0, "void_colour": list(info.palette[0])}
+    data |= {"depth_sensor": info.depth_sensor, "classes": classes}
+    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+    return f"# fusionseg class file: label ids as written by prepare-dataset (0 = void)\n{text}"

@@ -201,7 +201,8 @@ def read_predict_input(
             if bits == 16 or (bits is None and path.suffix.lower() not in (".tif", ".tiff", ".exr")):
                 raise DataError(
                     f"{path}: the model reads this file as {name!r} depth; pass `depth_scale` with the "
-                    "file's unit (mm, 0.1mm, 1e-4m, kitti, m or metres per unit): units are never guessed"
+                    "file's unit (mm, 0.1mm, 1e-4m, kitti, 1/256, cm, m or metres per unit): units are never "
+                    "guessed"
                 )
             depth_scale = 1.0  # float depth images hold metres
         return read_modality(name, path, depth_scale_m=depth_scale, depth_sensor=depth_sensor)

@@ -17,6 +17,7 @@ __all__ = ["META_KIND", "META_NAME", "list_columns", "write_meta", "write_split_
 
 META_KIND = "fusionseg prepare-dataset"  # marks our meta.json apart from prepare-depth's
 META_NAME = "meta.json"
+CLASS_FILE_NAME = "classes.yaml"  # the output's label space as a class file (data.dataset=OUT/classes.yaml)
 # list columns around the extra modalities, in list order; `label` is always last
 _FIRST, _LAST = ("rgb",), ("depth", "intrinsics", "label")
 
@@ -81,6 +82,7 @@ def write_meta(
     The top-level `depth_scale_m` is what prepare-depth reads as the depth unit; per-frame intrinsics
     are under `frame_intrinsics` (a top-level `intrinsics` would mean one camera for every frame).
     """
+    from fusionseg.data.classfile import dump_class_file
     from fusionseg.fsutil import atomic_write_text
 
     counts = {"done": 0, "skipped": 0, "failed": 0}
@@ -116,4 +118,5 @@ def write_meta(
     }
     path = out_dir / META_NAME
     atomic_write_text(path, json.dumps(meta, indent=1) + "\n")
+    atomic_write_text(out_dir / CLASS_FILE_NAME, dump_class_file(info))
     return path

@@ -139,7 +139,7 @@ def _resolve_depth_scale(
         return parse_depth_scale(meta["depth_scale_m"]), str(meta_path)
     raise ConfigError(
         f"{input_path}: the depth unit is unknown (it is never guessed); pass `depth_scale` with a "
-        "unit name (mm, 0.1mm, 1e-4m, kitti, m) or a number of metres per stored unit"
+        "unit name (mm, 0.1mm, 1e-4m, kitti, 1/256, cm, m) or a number of metres per stored unit"
     )
 
 

@@ -15,7 +15,7 @@ from dataset_layouts import H, W, make_cityscapes
 from fusionseg.cli import cli, main
 from fusionseg.data import datasets
 from fusionseg.data.catalog import DatasetInfo, get_dataset_info
-from fusionseg.data.classfile import load_class_file
+from fusionseg.data.classfile import dump_class_file, load_class_file
 from fusionseg.data.datasets.base import FrameRef, RawFrame
 from fusionseg.data.datasets.runner import prepare_dataset
 from fusionseg.data.io import depth_to_png_units_exact, parse_depth_scale
@@ -213,3 +213,13 @@ def test_cli_exit_status_3_when_a_frame_fails(
     )
     err = capsys.readouterr().err
     assert code == 3 and f"{bad}: not valid JSON" in err and "1 frames failed" in err
+
+
+@pytest.mark.parametrize(
+    "name", ["cityscapes11", "cityscapes19", "synthia", "freiburg_forest", "scannet", "sunrgbd"]
+)
+def test_class_file_written_for_the_output_reads_back(tmp_path: Path, name: str) -> None:
+    info = get_dataset_info(name)
+    path = tmp_path / "classes.yaml"
+    path.write_text(dump_class_file(info))
+    assert get_dataset_info(str(path)) == info
