@@ -314,6 +314,16 @@ NYUV2_13 = DatasetInfo(
     depth_sensor="indoor",  # Kinect v1
 )
 
+# NYU Depth v2, void + the 40 classes of Gupta et al. (classMapping40.mat `className`; ids 1..37 are the
+# SUN RGB-D 37, whose names are reused).
+_NYUV2_40_CLASSES = (*_SUNRGBD_CLASSES, "Other Structure", "Other Furniture", "Other Prop")
+NYUV2_40 = DatasetInfo(
+    name="nyuv2_40",
+    classes=_NYUV2_40_CLASSES,
+    palette=indexed_palette(len(_NYUV2_40_CLASSES)),
+    depth_sensor="indoor",  # Kinect v1
+)
+
 
 def colour_label_to_ids(
     rgb: NDArray[np.uint8], mapping: Mapping[tuple[int, int, int], int], *, default: int = 0
@@ -346,7 +356,17 @@ def colour_label_to_ids(
 
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info
-    for info in (SYNTHETIC, CITYSCAPES11, CITYSCAPES19, SYNTHIA, SUNRGBD, SCANNET, FREIBURG_FOREST, NYUV2_13)
+    for info in (
+        SYNTHETIC,
+        CITYSCAPES11,
+        CITYSCAPES19,
+        SYNTHIA,
+        SUNRGBD,
+        SCANNET,
+        FREIBURG_FOREST,
+        NYUV2_13,
+        NYUV2_40,
+    )
 }
 
 

@@ -27,6 +27,7 @@ EXPECTED_COUNTS = {
     "freiburg_forest": 6,
     "synthetic": 9,
     "nyuv2_13": 14,
+    "nyuv2_40": 41,
 }
 
 

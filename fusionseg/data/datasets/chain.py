@@ -23,7 +23,9 @@ __all__ = ["MODALITIES_FOLDER", "add_modalities"]
 
 MODALITIES_FOLDER = "modalities"
 MODALITIES_STAGE = "modalities"  # progress stage name
-NO_COMPLETION = frozenset({"sunrgbd"})  # adapnetpp.md §12: its depth was used as it is
+# adapnetpp.md §12: SUN RGB-D's depth was used as it is; NYU v2's labelled `depths` are the toolbox's
+# in-painted depth, hole-free already (completion would only blur it; the paper did not use NYU)
+NO_COMPLETION = frozenset({"sunrgbd", "nyuv2"})
 JET_MAX_DEPTH_M = {"indoor": 7.0}  # §2.2; other sensors: OUTDOOR_JET_MAX_DEPTH_M
 OUTDOOR_JET_MAX_DEPTH_M = 80.0
 
