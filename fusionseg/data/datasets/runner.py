@@ -322,4 +322,7 @@ def _run_frames(
         ],
         max_in_flight=MAX_IN_FLIGHT_PER_WORKER * count,
     )
+    for ref in frames:  # a pool that stopped early (workers dying at start-up) leaves frames unreported
+        if ref.frame_id not in outcomes:
+            failed(ref, "not processed (the worker pool stopped; rerun to resume)")
     return outcomes

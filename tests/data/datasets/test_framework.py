@@ -234,3 +234,19 @@ def test_output_folder_may_not_hold_the_download(download: Path) -> None:
     for out in (download, download.parent):
         with pytest.raises(ConfigError, match="holds the download"):
             prepare_dataset("cityscapes", download, out, workers=1)
+
+
+def test_a_pool_that_stops_early_fails_the_unreported_frames(
+    download: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fusionseg.data import pool
+
+    def first_only(fn, tasks, *, on_result, **kwargs) -> None:  # noqa: ANN001 - run_in_pool's shape
+        on_result(tasks[0], fn(tasks[0]))  # then the workers die without a word (spawn start-up failure)
+
+    monkeypatch.setattr(pool, "run_in_pool", first_only)
+    summary = prepare_dataset("cityscapes", download, tmp_path, workers=2)
+    assert (summary.done, summary.failed) == (1, 3)
+    assert all("rerun to resume" in f.message for f in summary.failures)
+    again = prepare_dataset("cityscapes", download, tmp_path, workers=1)  # resumes the rest
+    assert (again.done, again.skipped, again.failed) == (3, 1, 0)
