@@ -9,13 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from fusionseg.engine.checkpoint import checkpoint_input_size
-from fusionseg.engine.inference import Mode, load_for_inference, predict_probs, upsampled_labels
-from fusionseg.engine.runtime import inputs_to_device, resolve_device
+from fusionseg.engine.inference import Mode
 from fusionseg.errors import DataError
+from fusionseg.workflows.segmenter import NATIVE_MEGAPIXELS, Segmenter
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 
@@ -171,10 +168,6 @@ def _png_bit_depth(path: Path) -> int | None:
     return header.bit_depth if header is not None and header.format == "PNG" else None
 
 
-# frames larger than this (megapixels) are not predicted at native size (pad/slide) unless asked for
-NATIVE_MEGAPIXELS = 16.0
-
-
 def read_predict_input(
     name: str, path: Path, *, depth_scale: str | float | None, depth_sensor: str = "any"
 ) -> np.ndarray:
@@ -211,18 +204,6 @@ def read_predict_input(
             + ("convert depth with `fusionseg prepare-depth` first" if name != "rgb" else "give an 8-bit RGB")
         )
     return read_modality(name, path, depth_scale_m=1.0)
-
-
-def _label_space(payload: Mapping[str, Any]) -> tuple[tuple[int, int], list[str], list[Any]]:
-    """(training size, class names, palette) of a checkpoint, from its own keys or its config."""
-    from fusionseg.data.catalog import get_dataset_info
-
-    data_cfg = (payload.get("config") or {}).get("data") or {}
-    names, palette = payload.get("class_names"), payload.get("palette")
-    if names is None or palette is None:
-        info = get_dataset_info(data_cfg.get("dataset", "synthetic"))
-        names, palette = list(info.classes), [list(c) for c in info.palette]
-    return checkpoint_input_size(payload), list(names), list(palette)
 
 
 def predict_files(
@@ -281,22 +262,18 @@ def predict_files(
         from fusionseg.data.io import parse_depth_scale
 
         parse_depth_scale(depth_scale)  # fail before any work
-    dev = resolve_device(device)
-    model, payload = load_for_inference(checkpoint, device=dev)
-    job = _PredictJob(
-        model,
-        payload,
-        out,
-        dev,
+    seg = Segmenter.from_checkpoint(
+        checkpoint,
+        device=device,
+        depth_scale=depth_scale,
+        depth_sensor=depth_sensor,
         mode=mode,
         scales=tuple(scales),
         flip=flip,
-        alpha=alpha,
-        depth_scale=depth_scale,
-        depth_sensor=depth_sensor,
         max_native_megapixels=max_native_megapixels,
     )
-    modalities = list(payload["modalities"])
+    job = _PredictJob(seg, out, alpha=alpha)
+    modalities = list(seg.modalities)
     frames = collect_frames(inputs, primary=modalities[0], needed=modalities, modality_dirs=modality_dirs)
     ensure_writable_dir(out)
     if on_start is not None:
@@ -306,38 +283,11 @@ def predict_files(
 
 
 class _PredictJob:
-    """Reads, predicts and writes one frame at a time for `predict_files` (options as there)."""
+    """Reads, predicts (through a `Segmenter`) and writes one frame at a time for `predict_files`."""
 
-    def __init__(
-        self,
-        model: nn.Module,
-        payload: Mapping[str, Any],
-        out: Path,
-        device: torch.device,
-        *,
-        mode: Mode,
-        scales: tuple[float, ...],
-        flip: bool,
-        alpha: float,
-        depth_scale: str | float | None,
-        depth_sensor: str,
-        max_native_megapixels: float,
-    ) -> None:
-        from fusionseg.data.modality_specs import get_modality
-
-        self.model, self.out, self.device = model, out, device
-        self.mode, self.scales, self.flip, self.alpha = mode, scales, flip, alpha
-        if depth_sensor == "auto":  # the one the checkpoint was trained with
-            from fusionseg.config import saved_config_from_dict
-            from fusionseg.data.dataset import resolve_depth_sensor
-
-            depth_sensor = resolve_depth_sensor(saved_config_from_dict(payload.get("config") or {}).data)
-        self.depth_scale, self.depth_sensor = depth_scale, depth_sensor
-        self.max_native_megapixels = max_native_megapixels
-        self.modalities = list(payload["modalities"])
-        self.size, self.names, self.palette = _label_space(payload)
-        self.norm = payload.get("normalization") or {}
-        self.depth_like = [m for m in self.modalities if get_modality(m).kind == "depth"]
+    def __init__(self, seg: Segmenter, out: Path, *, alpha: float) -> None:
+        self.seg, self.out, self.alpha = seg, out, alpha
+        self.names, self.palette = seg.class_names, seg.palette
 
     def predict_all(
         self, frames: Sequence[PredictFrame], *, on_frame: Callable[[PredictedFrame], None] | None
@@ -365,70 +315,27 @@ class _PredictJob:
 
     def predict(self, frame: PredictFrame) -> PredictedFrame:
         """Read, predict and write one frame (DataError: a bad input file, named)."""
-        tensors, (h, w) = self._read(frame)
-        probs = predict_probs(
-            self.model,
-            inputs_to_device(tensors, self.device),
-            mode="pad" if self.mode == "resize" else self.mode,
-            size=self.size,
-            scales=self.scales,
-            flip=self.flip,
-            nearest=self.depth_like,
-        )  # (1, C, h', w')
-        del tensors
-        # bilinear upsampling of the probabilities to the input's size, a band of rows at a time: the
-        # full-size (C, H, W) float maps of a 100-megapixel frame alone would take C x 400 MB
-        labels = upsampled_labels(
-            probs[0], (h, w), dtype=np.uint8 if len(self.names) <= 256 else np.uint16
-        )  # (H, W)
-        del probs
+        seg = self.seg
+        arrays = {
+            m: read_predict_input(
+                m, frame.files[m], depth_scale=seg.depth_scale_m, depth_sensor=seg.depth_sensor
+            )
+            for m in seg.modalities
+        }
+        try:
+            labels = seg.label_map(arrays)  # (H, W)
+        except DataError as exc:  # sizes or megapixels: name the frame's file
+            raise DataError(f"{frame.files[seg.modalities[0]]}: {exc}") from None
+        del arrays
         outputs = self._write(frame, labels)
         counts = np.bincount(labels.reshape(-1), minlength=len(self.names))
         fractions = {
             self.names[i]: float(c) / labels.size for i, c in enumerate(counts[: len(self.names)]) if c
         }
+        h, w = labels.shape
         return PredictedFrame(
             id=frame.id, inputs=dict(frame.files), size_hw=(h, w), outputs=outputs, class_fractions=fractions
         )
-
-    def _read(self, frame: PredictFrame) -> tuple[dict[str, torch.Tensor], tuple[int, int]]:
-        """The frame's model inputs as (1, C, H', W') tensors (resized in "resize" mode, normalised) and
-        the frame's (H, W)."""
-        from fusionseg.data.normalization import normalize_input
-        from fusionseg.data.transforms import LINEAR, NEAREST
-        from fusionseg.data.transforms import resize as resize_array
-
-        modalities, mode = self.modalities, self.mode
-        arrays = {
-            m: read_predict_input(
-                m, frame.files[m], depth_scale=self.depth_scale, depth_sensor=self.depth_sensor
-            )
-            for m in modalities
-        }
-        shapes = {m: a.shape[:2] for m, a in arrays.items()}
-        if len(set(shapes.values())) > 1:
-            raise DataError(f"frame {frame.id}: modality files differ in size: {shapes}")
-        h, w = next(iter(shapes.values()))
-        if mode != "resize" and h * w > self.max_native_megapixels * 1e6:
-            raise DataError(
-                f"{frame.files[modalities[0]]}: {h}x{w} is {h * w / 1e6:.0f} megapixels, above the "
-                f"{self.max_native_megapixels:g} predicted at native size ({mode} keeps full-size class "
-                f"maps, about {h * w * (len(self.names) + 1) * 4 / 2**30:.1f} GB); use mode 'resize' "
-                "(`mode`), or raise `max_native_megapixels`"
-            )
-        tensors = {}
-        for m in modalities:
-            array = arrays.pop(m)  # the full-size float inputs go as soon as converted
-            if mode == "resize":
-                interp = NEAREST if m in self.depth_like else LINEAR
-                array = resize_array(array, self.size, interpolation=interp)
-                if array.ndim == 2:
-                    array = array[:, :, None]
-            if m in self.norm:
-                array = normalize_input(array, *self.norm[m])
-            tensors[m] = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), np.float32))[None]
-            del array
-        return tensors, (h, w)
 
     def _write(self, frame: PredictFrame, labels: np.ndarray) -> dict[str, Path]:
         """labels/, color/ and (with an RGB image of the frame's size) overlay/ PNGs of one frame."""
