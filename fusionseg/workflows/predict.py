@@ -12,9 +12,11 @@ import numpy as np
 
 from fusionseg.engine.inference import Mode
 from fusionseg.errors import DataError
+from fusionseg.modalities.intrinsics import Intrinsics
 from fusionseg.workflows.segmenter import NATIVE_MEGAPIXELS, Segmenter
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
+RAW_ORDER = ("rgb", "depth", "nir")  # raw inputs; the first one needed is what INPUTS hold
 
 
 @dataclass(frozen=True)
@@ -54,12 +56,14 @@ class PredictSummary:
     frames: list[PredictedFrame]
     seconds: float
     failures: list[tuple[str, str]] = field(default_factory=list)  # (frame id, one-line reason)
+    inputs: list[str] = field(default_factory=list)  # how each model input is made (Segmenter)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "checkpoint": str(self.checkpoint),
             "out_dir": str(self.out_dir),
             "mode": self.mode,
+            "inputs": list(self.inputs),
             "seconds": round(self.seconds, 3),
             "failed": [{"id": i, "error": e} for i, e in self.failures],
             "frames": [
@@ -222,6 +226,9 @@ def predict_files(
     on_frame: Callable[[PredictedFrame], None] | None = None,
     depth_sensor: str = "auto",
     max_native_megapixels: float = NATIVE_MEGAPIXELS,
+    raw: bool = False,
+    intrinsics: str | Path | Intrinsics | None = None,
+    intrinsics_one_based: bool = False,
 ) -> PredictSummary:
     """Segment image files of any size with a checkpoint and write label maps.
 
@@ -250,6 +257,13 @@ def predict_files(
         depth_sensor: Range depth inputs must fit (`fusionseg.data.io.DEPTH_SENSORS` key or "off");
             "auto" takes the one the checkpoint was trained with (its data.depth_sensor / dataset).
         max_native_megapixels: Largest frame (H x W / 1e6) predicted at native size ("pad", "slide").
+        raw: The inputs are raw sensor frames (colour images, raw depth, NIR; `modality_dirs` keys rgb,
+            depth, nir): the model's inputs (HHA, JET, completed depth, EVI, ...) are made on the fly
+            with the checkpoint's recipe (`Segmenter.raw_inputs`), equal to prepare-depth's files.
+        intrinsics: With `raw`, the depth camera's intrinsics for HHA and normals: "fx,fy,cx,cy"
+            (0-based pixels), a JSON / K-matrix / KITTI calib file, or an `Intrinsics`; a per-frame
+            `intrinsics` or `calib` list column is used otherwise.
+        intrinsics_one_based: `intrinsics` use MATLAB's 1-based pixel centres (NYU toolbox values).
 
     Raises:
         CheckpointError, DataError: unreadable checkpoint or inputs (named).
@@ -258,36 +272,57 @@ def predict_files(
 
     t0 = time.perf_counter()
     checkpoint, out = Path(checkpoint), Path(out_dir)
-    if depth_scale is not None:
-        from fusionseg.data.io import parse_depth_scale
-
-        parse_depth_scale(depth_scale)  # fail before any work
-    seg = Segmenter.from_checkpoint(
-        checkpoint,
-        device=device,
-        depth_scale=depth_scale,
-        depth_sensor=depth_sensor,
-        mode=mode,
-        scales=tuple(scales),
-        flip=flip,
-        max_native_megapixels=max_native_megapixels,
-    )
-    job = _PredictJob(seg, out, alpha=alpha)
-    modalities = list(seg.modalities)
-    frames = collect_frames(inputs, primary=modalities[0], needed=modalities, modality_dirs=modality_dirs)
+    seg = Segmenter.from_checkpoint(  # checks depth_scale before loading
+        checkpoint, device=device, depth_scale=depth_scale, depth_sensor=depth_sensor, mode=mode,
+        scales=tuple(scales), flip=flip, max_native_megapixels=max_native_megapixels,
+    )  # fmt: skip
+    needed, raw_intrinsics = _frame_inputs(seg, raw, intrinsics, intrinsics_one_based)
+    job = _PredictJob(seg, out, alpha=alpha, raw=raw, intrinsics=raw_intrinsics)
+    frames = collect_frames(inputs, primary=needed[0], needed=needed, modality_dirs=modality_dirs)
     ensure_writable_dir(out)
     if on_start is not None:
         on_start(len(frames))
     results, failures = job.predict_all(frames, on_frame=on_frame)
-    return PredictSummary(checkpoint, out, mode, results, time.perf_counter() - t0, failures)
+    seconds = time.perf_counter() - t0
+    return PredictSummary(checkpoint, out, mode, results, seconds, failures, seg.describe_inputs())
+
+
+def _frame_inputs(
+    seg: Segmenter, raw: bool, intrinsics: str | Path | Intrinsics | None, one_based: bool
+) -> tuple[list[str], Intrinsics | None]:
+    """(the files each frame needs, the intrinsics of raw mode): the model's inputs, or with `raw` the
+    raw inputs its recipes read (a checkpoint without recipes is refused)."""
+    if not raw:
+        return list(seg.modalities), None
+    from fusionseg.data.prepare.intrinsics import resolve_intrinsics
+
+    needs = seg.raw_needs()
+    return [m for m in RAW_ORDER if m in needs], resolve_intrinsics(intrinsics, one_based=one_based)
+
+
+def _frame_intrinsics(frame: PredictFrame, anchor: Path) -> Intrinsics:
+    """A frame's intrinsics from its `intrinsics` / `calib` list column (prepare-depth's file formats)."""
+    from fusionseg.data.prepare.intrinsics import read_intrinsics_file
+    from fusionseg.data.prepare.options import INTRINSICS_COLUMNS
+
+    for column in INTRINSICS_COLUMNS:
+        if column in frame.files:
+            return read_intrinsics_file(frame.files[column])
+    raise DataError(
+        f"{anchor}: the model's input needs camera intrinsics; pass `intrinsics` or give the list an "
+        "intrinsics column"
+    )
 
 
 class _PredictJob:
     """Reads, predicts (through a `Segmenter`) and writes one frame at a time for `predict_files`."""
 
-    def __init__(self, seg: Segmenter, out: Path, *, alpha: float) -> None:
+    def __init__(
+        self, seg: Segmenter, out: Path, *, alpha: float, raw: bool, intrinsics: Intrinsics | None
+    ) -> None:
         self.seg, self.out, self.alpha = seg, out, alpha
         self.names, self.palette = seg.class_names, seg.palette
+        self.raw, self.intrinsics = raw, intrinsics
 
     def predict_all(
         self, frames: Sequence[PredictFrame], *, on_frame: Callable[[PredictedFrame], None] | None
@@ -316,12 +351,7 @@ class _PredictJob:
     def predict(self, frame: PredictFrame) -> PredictedFrame:
         """Read, predict and write one frame (DataError: a bad input file, named)."""
         seg = self.seg
-        arrays = {
-            m: read_predict_input(
-                m, frame.files[m], depth_scale=seg.depth_scale_m, depth_sensor=seg.depth_sensor
-            )
-            for m in seg.modalities
-        }
+        arrays = self._read_raw(frame) if self.raw else self._read_prepared(frame)
         try:
             labels = seg.label_map(arrays)  # (H, W)
         except DataError as exc:  # sizes or megapixels: name the frame's file
@@ -336,6 +366,39 @@ class _PredictJob:
         return PredictedFrame(
             id=frame.id, inputs=dict(frame.files), size_hw=(h, w), outputs=outputs, class_fractions=fractions
         )
+
+    def _read_prepared(self, frame: PredictFrame) -> dict[str, np.ndarray]:
+        """The model's inputs from their files, in network units ((H, W, C) float32)."""
+        seg = self.seg
+        return {
+            m: read_predict_input(
+                m, frame.files[m], depth_scale=seg.depth_scale_m, depth_sensor=seg.depth_sensor
+            )
+            for m in seg.modalities
+        }
+
+    def _read_raw(self, frame: PredictFrame) -> dict[str, np.ndarray]:
+        """The model's inputs made from the frame's raw files with the checkpoint's recipe."""
+        from fusionseg.data.io import read_gray, read_image
+
+        seg, files = self.seg, frame.files
+        anchor = next(iter(files.values()))
+        depth = None
+        if "depth" in files:
+            depth = read_predict_input(
+                "depth", files["depth"], depth_scale=seg.depth_scale_m, depth_sensor=seg.depth_sensor
+            )[:, :, 0]
+        intrinsics = self.intrinsics
+        if intrinsics is None and "intrinsics" in seg.raw_needs():
+            intrinsics = _frame_intrinsics(frame, anchor)
+        made = seg.raw_inputs(
+            rgb=read_image(files["rgb"]) if "rgb" in files and "rgb" in seg.raw_needs() else None,
+            depth=depth,
+            nir=read_gray(files["nir"]) if "nir" in files else None,
+            intrinsics=intrinsics,
+            source=str(anchor),
+        )
+        return seg.network_inputs(made, source=str(anchor))
 
     def _write(self, frame: PredictFrame, labels: np.ndarray) -> dict[str, Path]:
         """labels/, color/ and (with an RGB image of the frame's size) overlay/ PNGs of one frame."""

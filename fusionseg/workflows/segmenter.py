@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
+from fusionseg.data.recipe import InputRecipe
 from fusionseg.engine.checkpoint import checkpoint_input_size
 from fusionseg.engine.inference import (
     Mode,
@@ -41,6 +42,7 @@ from fusionseg.engine.inference import (
 )
 from fusionseg.engine.runtime import resolve_device
 from fusionseg.errors import DataError
+from fusionseg.modalities.intrinsics import Intrinsics
 
 # frames larger than this (megapixels) are not predicted at native size (pad/slide) unless asked for
 NATIVE_MEGAPIXELS = 16.0
@@ -64,6 +66,22 @@ def checkpoint_depth_sensor(payload: Mapping[str, Any]) -> str:
     from fusionseg.data.dataset import resolve_depth_sensor
 
     return resolve_depth_sensor(saved_config_from_dict(payload.get("config") or {}).data)
+
+
+def checkpoint_recipes(payload: Mapping[str, Any]) -> dict[str, InputRecipe]:
+    """modality -> how it is made from raw data: the checkpoint's `input_recipes`, and for checkpoints
+    from before recipes were recorded, the raw inputs (rgb, nir, raw depth) that need no recipe.
+
+    Raises:
+        CheckpointError: a recorded recipe that is not one.
+    """
+    from fusionseg.data.recipe import recipes_from_prepare_meta
+
+    recorded = payload.get("input_recipes") or {}
+    recipes = recipes_from_prepare_meta({}, list(payload["modalities"]), source="raw inputs")
+    for modality, data in recorded.items():
+        recipes[modality] = InputRecipe.from_dict(data, source=f"input_recipes[{modality!r}]")
+    return recipes
 
 
 class Segmenter:
@@ -117,6 +135,7 @@ class Segmenter:
         self.depth_sensor = checkpoint_depth_sensor(payload) if depth_sensor == "auto" else depth_sensor
         self.mode, self.scales, self.flip = mode, tuple(scales), flip
         self.max_native_megapixels = max_native_megapixels
+        self.recipes = checkpoint_recipes(payload)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str = "auto", **options: Any) -> Segmenter:
@@ -130,6 +149,10 @@ class Segmenter:
         Raises:
             CheckpointError: unreadable, corrupt or refused checkpoint.
         """
+        if options.get("depth_scale") is not None:  # a bad unit fails before the checkpoint loads
+            from fusionseg.data.io import parse_depth_scale
+
+            parse_depth_scale(options["depth_scale"])
         dev = resolve_device(device)
         model, payload = load_for_inference(path, device=dev)
         return cls(model, payload, device=dev, **options)
@@ -170,6 +193,104 @@ class Segmenter:
     def predict(self, inputs: Mapping[str, np.ndarray]) -> NDArray[np.unsignedinteger]:
         """(H, W) class ids (uint8 up to 256 classes; 0 = void): the arg-max of `probabilities`."""
         return self.label_map(self.network_inputs(inputs))
+
+    def predict_raw(
+        self,
+        *,
+        rgb: np.ndarray | None = None,
+        depth: np.ndarray | None = None,
+        nir: np.ndarray | None = None,
+        intrinsics: Intrinsics | Sequence[float] | None = None,
+    ) -> NDArray[np.unsignedinteger]:
+        """(H, W) class ids from raw sensor frames: the model's inputs are made on the fly with the
+        checkpoint's recipe (`raw_inputs`), exactly as `prepare-depth` makes its files.
+
+        Args:
+            rgb: (H, W, 3) uint8 colour image in OpenCV's B, G, R order (as `cv2.imread` reads it).
+            depth: (H, W) raw depth: uint16 in the `depth_scale` unit, or float32 metres; 0 = missing
+                (holes and sparse LiDAR are completed when the recipe says so).
+            nir: (H, W) uint8 near-infrared image.
+            intrinsics: The depth camera's 0-based pixel intrinsics at (H, W): an `Intrinsics` or
+                (fx, fy, cx, cy); needed by HHA and normals.
+        """
+        return self.predict(self.raw_inputs(rgb=rgb, depth=depth, nir=nir, intrinsics=intrinsics))
+
+    def raw_inputs(
+        self,
+        *,
+        rgb: np.ndarray | None = None,
+        depth: np.ndarray | None = None,
+        nir: np.ndarray | None = None,
+        intrinsics: Intrinsics | Sequence[float] | None = None,
+        source: str = "frame",
+    ) -> dict[str, np.ndarray]:
+        """The model's inputs made from raw sensor frames (arguments as `predict_raw`), as the arrays
+        `cv2.imread` would read from prepare-depth's files.
+
+        Raises:
+            DataError: a raw input the recipe needs is missing, of another size or unit, or the
+                checkpoint records no recipe for one of its inputs (named).
+        """
+        from fusionseg.data.recipe import make_model_inputs
+
+        self.raw_needs(source=source)
+        depth_m = None if depth is None else self._raw_depth_m(np.asarray(depth), f"{source}: depth")
+        if intrinsics is not None and not isinstance(intrinsics, Intrinsics):
+            intrinsics = Intrinsics(*(float(v) for v in intrinsics))
+        recipes = {m: self.recipes[m] for m in self.modalities}
+        return make_model_inputs(
+            recipes, bgr=rgb, depth_m=depth_m, nir=nir, intrinsics=intrinsics, source=source
+        )
+
+    def raw_needs(self, *, source: str = "checkpoint") -> frozenset[str]:
+        """The raw inputs the model's recipes read: "rgb", "depth", "nir", "intrinsics".
+
+        Raises:
+            DataError: the checkpoint records no recipe for one of its inputs.
+        """
+        unknown = [m for m in self.modalities if m not in self.recipes]
+        if unknown:
+            raise DataError(
+                f"{source}: the checkpoint does not record how its {unknown[0]!r} input was made (trained "
+                "on files not written by prepare-depth); prepare that input and predict from the files"
+            )
+        return frozenset().union(*(self.recipes[m].needs for m in self.modalities))
+
+    def describe_inputs(self) -> list[str]:
+        """One line per model input saying how it is made from raw data (the recorded recipe, else an
+        imported zoo model's published recipe, else that nothing records it)."""
+        zoo_recipe = (self.payload.get("zoo") or {}).get("recipe")
+        lines = []
+        for m in self.modalities:
+            if m in self.recipes:
+                lines.append(self.recipes[m].describe())
+            else:
+                lines.append(f"{m}: {zoo_recipe}" if zoo_recipe else f"{m}: not recorded in the checkpoint")
+        return lines
+
+    def _raw_depth_m(self, depth: np.ndarray, source: str) -> NDArray[np.float32]:
+        """(H, W) float32 metres from a raw uint16 or float32 depth frame, checked against the sensor."""
+        from fusionseg.data.io import check_depth_range
+
+        where = source
+        if depth.ndim != 2:
+            raise DataError(f"{where}: expected an (H, W) depth image, got shape {depth.shape}")
+        if depth.dtype == np.uint16:
+            if self.depth_scale_m is None:
+                raise DataError(f"{where}: uint16 depth needs `depth_scale` (metres per unit, or mm, ...)")
+            depth_m = depth.astype(np.float32) * np.float32(self.depth_scale_m)
+        elif depth.dtype == np.float32 and np.isfinite(depth).all() and not (depth < 0).any():
+            depth_m = depth
+        else:
+            raise DataError(f"{where}: must be uint16 (with `depth_scale`) or finite float32 metres >= 0")
+        check_depth_range(
+            depth_m,
+            source=where,
+            depth_scale_m=self.depth_scale_m,
+            sensor=self.depth_sensor,
+            allow_empty=True,
+        )
+        return depth_m
 
     def label_map(self, arrays: Mapping[str, NDArray[np.float32]]) -> NDArray[np.unsignedinteger]:
         """(H, W) class ids for inputs already in network units (`network_inputs`, or files read by
@@ -251,8 +372,6 @@ class Segmenter:
 
     def _as_float(self, name: str, array: np.ndarray, source: str) -> NDArray[np.float32]:
         """One input as (H, W, C) float32 in the network's units: 0-255 images, metres for depth."""
-        from fusionseg.data.io import check_depth_range
-
         channels = self.in_channels[name]
         image = array[:, :, None] if array.ndim == 2 else array
         where = f"{source}[{name!r}]"
@@ -264,23 +383,4 @@ class Segmenter:
             if image.dtype != np.uint8:
                 raise DataError(f"{where}: expected uint8 as cv2.imread returns, got {array.dtype}")
             return image.astype(np.float32)
-        if image.dtype == np.uint16:
-            if self.depth_scale_m is None:
-                raise DataError(
-                    f"{where}: uint16 depth needs `depth_scale` (metres per unit, or mm, 0.1mm, ...)"
-                )
-            depth = image.astype(np.float32) * np.float32(self.depth_scale_m)
-        elif image.dtype == np.float32 and np.isfinite(image).all() and not (image < 0).any():
-            depth = image
-        else:
-            raise DataError(
-                f"{where}: depth must be uint16 (with `depth_scale`) or finite float32 metres >= 0"
-            )
-        check_depth_range(
-            depth[:, :, 0],
-            source=where,
-            depth_scale_m=self.depth_scale_m,
-            sensor=self.depth_sensor,
-            allow_empty=True,
-        )
-        return depth
+        return self._raw_depth_m(image[:, :, 0], where)[:, :, None]
