@@ -48,6 +48,7 @@ EXPORTS: dict[str, tuple[str, str]] = {
     "zoo_models": ("fusionseg.tfimport.zoo", "ZOO"),
     "benchmark_model": ("fusionseg.benchmark.model", "run_model_benchmark"),
     "benchmark_preprocess": ("fusionseg.benchmark.preprocess", "run_preprocess_benchmark"),
+    "benchmark_pipeline": ("fusionseg.benchmark.pipeline", "run_pipeline_benchmark"),
 }
 
 __all__ = ["EXPORT_FORMATS", "MODEL_NAMES", "RunConfig", "load_config", *EXPORTS]
@@ -69,6 +70,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and editors see (same objects as EXPORTS)
     from fusionseg.benchmark.model import run_model_benchmark as benchmark_model  # noqa: F401
+    from fusionseg.benchmark.pipeline import run_pipeline_benchmark as benchmark_pipeline  # noqa: F401
     from fusionseg.benchmark.preprocess import run_preprocess_benchmark as benchmark_preprocess  # noqa: F401
     from fusionseg.data.datasets import READERS as DATASET_READERS  # noqa: F401
     from fusionseg.data.datasets.runner import prepare_dataset  # noqa: F401

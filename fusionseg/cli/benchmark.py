@@ -336,3 +336,12 @@ def _render_models(report, out) -> None:  # noqa: ANN001 - ModelBenchmarkReport,
     if floor is not None:
         verdict = "[green]passed[/]" if floor["passed"] else "[red]failed[/]"
         out.print(f"floor: {floor['rule']}: {verdict} (x{floor['speedup']:.2f})")
+
+
+def _add_pipeline() -> None:
+    from fusionseg.cli.benchmark_pipeline import pipeline
+
+    command.add_command(pipeline)
+
+
+_add_pipeline()

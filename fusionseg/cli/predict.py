@@ -30,7 +30,9 @@ def parse_modality_dirs(values: tuple[str, ...]) -> dict[str, Path]:
     "  fusionseg predict --checkpoint runs/synthetic-rgb/best.pt photos/ --out pred/\n"
     "  fusionseg predict --checkpoint depth.pt kinect/sample_depth.png --depth-scale 0.1mm --out pred/\n"
     "  fusionseg predict --checkpoint fused.pt rgb/ --modality-dir depth=depth/ --depth-scale mm \\\n"
-    "      --out pred/ --pad",
+    "      --out pred/ --pad\n"
+    "  fusionseg predict --checkpoint hha.pt --raw nyu/depth_raw.png --depth-scale 1e-4m \\\n"
+    "      --intrinsics 518.86,519.47,325.58,253.74 --intrinsics-one-based --out pred/",
 )
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @checkpoint_option
@@ -72,6 +74,25 @@ def parse_modality_dirs(values: tuple[str, ...]) -> dict[str, Path]:
     show_default=True,
     help="Largest frame predicted at native size (--pad, --slide keep full-size class maps in memory).",
 )
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="INPUTS are raw sensor frames (colour, raw depth, NIR; --modality-dir depth=DIR ...): the model's "
+    "inputs (HHA, JET, completed depth, EVI) are made on the fly with the checkpoint's recorded recipe, "
+    "exactly as prepare-depth makes them.",
+)
+@click.option(
+    "--intrinsics",
+    default=None,
+    metavar="FX,FY,CX,CY|FILE",
+    help="With --raw: depth camera intrinsics for HHA/normals (pixels, 0-based), or a JSON, K-matrix or "
+    "KITTI calib file. Default: a per-frame intrinsics/calib list column.",
+)
+@click.option(
+    "--intrinsics-one-based",
+    is_flag=True,
+    help="The --intrinsics use MATLAB's 1-based pixel centres (NYU toolbox values): subtract 1 from cx, cy.",
+)
 @click.option("--scales", default="1", show_default=True, help="Comma-separated inference scales.")
 @click.option("--flip", is_flag=True, help="Also average the horizontally flipped prediction.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
@@ -86,6 +107,9 @@ def command(
     resize: bool,
     slide: bool,
     max_native_megapixels: float,
+    raw: bool,
+    intrinsics: str | None,
+    intrinsics_one_based: bool,
     scales: str,
     flip: bool,
     device: str,
@@ -94,7 +118,9 @@ def command(
     """Segment INPUTS (image files, folders or list files) and write colour-coded label maps.
 
     INPUTS hold the model's first modality (rgb for an RGB or fused model, depth for a depth expert);
-    the other modalities come from --modality-dir folders or the columns of a list file.
+    the other modalities come from --modality-dir folders or the columns of a list file. With --raw,
+    INPUTS are raw frames (colour images, or raw depth for a depth-only model) and the model's inputs
+    are made from them with the checkpoint's recipe.
     """
     from fusionseg import api
     from fusionseg.cli.console import out, print_json, progress
@@ -119,6 +145,9 @@ def command(
             depth_scale=depth_scale,
             depth_sensor=depth_sensor,
             max_native_megapixels=max_native_megapixels,
+            raw=raw,
+            intrinsics=intrinsics,
+            intrinsics_one_based=intrinsics_one_based,
             modality_dirs=dirs,
             mode=mode,
             scales=parse_scales(scales),
@@ -164,3 +193,5 @@ def _render(summary, mode: str, out) -> None:  # noqa: ANN001 - PredictSummary, 
             ", ".join(frame.outputs),
         )
     out.print(table)
+    for line in summary.inputs:
+        out.print(f"input {line}", highlight=False)

@@ -9,15 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from fusionseg.engine.checkpoint import checkpoint_input_size
-from fusionseg.engine.inference import Mode, load_for_inference, predict_probs, upsampled_labels
-from fusionseg.engine.runtime import inputs_to_device, resolve_device
+from fusionseg.engine.inference import Mode
 from fusionseg.errors import DataError
+from fusionseg.modalities.intrinsics import Intrinsics
+from fusionseg.workflows.segmenter import NATIVE_MEGAPIXELS, Segmenter
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
+RAW_ORDER = ("rgb", "depth", "nir")  # raw inputs; the first one needed is what INPUTS hold
 
 
 @dataclass(frozen=True)
@@ -57,12 +56,14 @@ class PredictSummary:
     frames: list[PredictedFrame]
     seconds: float
     failures: list[tuple[str, str]] = field(default_factory=list)  # (frame id, one-line reason)
+    inputs: list[str] = field(default_factory=list)  # how each model input is made (Segmenter)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "checkpoint": str(self.checkpoint),
             "out_dir": str(self.out_dir),
             "mode": self.mode,
+            "inputs": list(self.inputs),
             "seconds": round(self.seconds, 3),
             "failed": [{"id": i, "error": e} for i, e in self.failures],
             "frames": [
@@ -171,10 +172,6 @@ def _png_bit_depth(path: Path) -> int | None:
     return header.bit_depth if header is not None and header.format == "PNG" else None
 
 
-# frames larger than this (megapixels) are not predicted at native size (pad/slide) unless asked for
-NATIVE_MEGAPIXELS = 16.0
-
-
 def read_predict_input(
     name: str, path: Path, *, depth_scale: str | float | None, depth_sensor: str = "any"
 ) -> np.ndarray:
@@ -214,18 +211,6 @@ def read_predict_input(
     return read_modality(name, path, depth_scale_m=1.0)
 
 
-def _label_space(payload: Mapping[str, Any]) -> tuple[tuple[int, int], list[str], list[Any]]:
-    """(training size, class names, palette) of a checkpoint, from its own keys or its config."""
-    from fusionseg.data.catalog import get_dataset_info
-
-    data_cfg = (payload.get("config") or {}).get("data") or {}
-    names, palette = payload.get("class_names"), payload.get("palette")
-    if names is None or palette is None:
-        info = get_dataset_info(data_cfg.get("dataset", "synthetic"))
-        names, palette = list(info.classes), [list(c) for c in info.palette]
-    return checkpoint_input_size(payload), list(names), list(palette)
-
-
 def predict_files(
     checkpoint: str | Path,
     inputs: Sequence[str | Path],
@@ -242,6 +227,9 @@ def predict_files(
     on_frame: Callable[[PredictedFrame], None] | None = None,
     depth_sensor: str = "auto",
     max_native_megapixels: float = NATIVE_MEGAPIXELS,
+    raw: bool = False,
+    intrinsics: str | Path | Intrinsics | None = None,
+    intrinsics_one_based: bool = False,
 ) -> PredictSummary:
     """Segment image files of any size with a checkpoint and write label maps.
 
@@ -270,6 +258,13 @@ def predict_files(
         depth_sensor: Range depth inputs must fit (`fusionseg.data.io.DEPTH_SENSORS` key or "off");
             "auto" takes the one the checkpoint was trained with (its data.depth_sensor / dataset).
         max_native_megapixels: Largest frame (H x W / 1e6) predicted at native size ("pad", "slide").
+        raw: The inputs are raw sensor frames (colour images, raw depth, NIR; `modality_dirs` keys rgb,
+            depth, nir): the model's inputs (HHA, JET, completed depth, EVI, ...) are made on the fly
+            with the checkpoint's recipe (`Segmenter.raw_inputs`), equal to prepare-depth's files.
+        intrinsics: With `raw`, the depth camera's intrinsics for HHA and normals: "fx,fy,cx,cy"
+            (0-based pixels), a JSON / K-matrix / KITTI calib file, or an `Intrinsics`; a per-frame
+            `intrinsics` or `calib` list column is used otherwise.
+        intrinsics_one_based: `intrinsics` use MATLAB's 1-based pixel centres (NYU toolbox values).
 
     Raises:
         CheckpointError, DataError: unreadable checkpoint or inputs (named).
@@ -278,67 +273,57 @@ def predict_files(
 
     t0 = time.perf_counter()
     checkpoint, out = Path(checkpoint), Path(out_dir)
-    if depth_scale is not None:
-        from fusionseg.data.io import parse_depth_scale
-
-        parse_depth_scale(depth_scale)  # fail before any work
-    dev = resolve_device(device)
-    model, payload = load_for_inference(checkpoint, device=dev)
-    job = _PredictJob(
-        model,
-        payload,
-        out,
-        dev,
-        mode=mode,
-        scales=tuple(scales),
-        flip=flip,
-        alpha=alpha,
-        depth_scale=depth_scale,
-        depth_sensor=depth_sensor,
-        max_native_megapixels=max_native_megapixels,
-    )
-    modalities = list(payload["modalities"])
-    frames = collect_frames(inputs, primary=modalities[0], needed=modalities, modality_dirs=modality_dirs)
+    seg = Segmenter.from_checkpoint(  # checks depth_scale before loading
+        checkpoint, device=device, depth_scale=depth_scale, depth_sensor=depth_sensor, mode=mode,
+        scales=tuple(scales), flip=flip, max_native_megapixels=max_native_megapixels,
+    )  # fmt: skip
+    needed, raw_intrinsics = _frame_inputs(seg, raw, intrinsics, intrinsics_one_based)
+    job = _PredictJob(seg, out, alpha=alpha, raw=raw, intrinsics=raw_intrinsics)
+    frames = collect_frames(inputs, primary=needed[0], needed=needed, modality_dirs=modality_dirs)
     ensure_writable_dir(out)
     if on_start is not None:
         on_start(len(frames))
     results, failures = job.predict_all(frames, on_frame=on_frame)
-    return PredictSummary(checkpoint, out, mode, results, time.perf_counter() - t0, failures)
+    seconds = time.perf_counter() - t0
+    return PredictSummary(checkpoint, out, mode, results, seconds, failures, seg.describe_inputs())
+
+
+def _frame_inputs(
+    seg: Segmenter, raw: bool, intrinsics: str | Path | Intrinsics | None, one_based: bool
+) -> tuple[list[str], Intrinsics | None]:
+    """(the files each frame needs, the intrinsics of raw mode): the model's inputs, or with `raw` the
+    raw inputs its recipes read (a checkpoint without recipes is refused)."""
+    if not raw:
+        return list(seg.modalities), None
+    from fusionseg.data.prepare.intrinsics import resolve_intrinsics
+
+    needs = seg.raw_needs()
+    return [m for m in RAW_ORDER if m in needs], resolve_intrinsics(intrinsics, one_based=one_based)
+
+
+def _frame_intrinsics(frame: PredictFrame, anchor: Path) -> Intrinsics:
+    """A frame's intrinsics from its `intrinsics` / `calib` list column (prepare-depth's file formats)."""
+    from fusionseg.data.prepare.intrinsics import read_intrinsics_file
+    from fusionseg.data.prepare.options import INTRINSICS_COLUMNS
+
+    for column in INTRINSICS_COLUMNS:
+        if column in frame.files:
+            return read_intrinsics_file(frame.files[column])
+    raise DataError(
+        f"{anchor}: the model's input needs camera intrinsics; pass `intrinsics` or give the list an "
+        "intrinsics column"
+    )
 
 
 class _PredictJob:
-    """Reads, predicts and writes one frame at a time for `predict_files` (options as there)."""
+    """Reads, predicts (through a `Segmenter`) and writes one frame at a time for `predict_files`."""
 
     def __init__(
-        self,
-        model: nn.Module,
-        payload: Mapping[str, Any],
-        out: Path,
-        device: torch.device,
-        *,
-        mode: Mode,
-        scales: tuple[float, ...],
-        flip: bool,
-        alpha: float,
-        depth_scale: str | float | None,
-        depth_sensor: str,
-        max_native_megapixels: float,
+        self, seg: Segmenter, out: Path, *, alpha: float, raw: bool, intrinsics: Intrinsics | None
     ) -> None:
-        from fusionseg.data.modality_specs import get_modality
-
-        self.model, self.out, self.device = model, out, device
-        self.mode, self.scales, self.flip, self.alpha = mode, scales, flip, alpha
-        if depth_sensor == "auto":  # the one the checkpoint was trained with
-            from fusionseg.config import saved_config_from_dict
-            from fusionseg.data.dataset import resolve_depth_sensor
-
-            depth_sensor = resolve_depth_sensor(saved_config_from_dict(payload.get("config") or {}).data)
-        self.depth_scale, self.depth_sensor = depth_scale, depth_sensor
-        self.max_native_megapixels = max_native_megapixels
-        self.modalities = list(payload["modalities"])
-        self.size, self.names, self.palette = _label_space(payload)
-        self.norm = payload.get("normalization") or {}
-        self.depth_like = [m for m in self.modalities if get_modality(m).kind == "depth"]
+        self.seg, self.out, self.alpha = seg, out, alpha
+        self.names, self.palette = seg.class_names, seg.palette
+        self.raw, self.intrinsics = raw, intrinsics
 
     def predict_all(
         self, frames: Sequence[PredictFrame], *, on_frame: Callable[[PredictedFrame], None] | None
@@ -366,70 +351,55 @@ class _PredictJob:
 
     def predict(self, frame: PredictFrame) -> PredictedFrame:
         """Read, predict and write one frame (DataError: a bad input file, named)."""
-        tensors, (h, w) = self._read(frame)
-        probs = predict_probs(
-            self.model,
-            inputs_to_device(tensors, self.device),
-            mode="pad" if self.mode == "resize" else self.mode,
-            size=self.size,
-            scales=self.scales,
-            flip=self.flip,
-            nearest=self.depth_like,
-        )  # (1, C, h', w')
-        del tensors
-        # bilinear upsampling of the probabilities to the input's size, a band of rows at a time: the
-        # full-size (C, H, W) float maps of a 100-megapixel frame alone would take C x 400 MB
-        labels = upsampled_labels(
-            probs[0], (h, w), dtype=np.uint8 if len(self.names) <= 256 else np.uint16
-        )  # (H, W)
-        del probs
+        seg = self.seg
+        arrays = self._read_raw(frame) if self.raw else self._read_prepared(frame)
+        try:
+            labels = seg.label_map(arrays)  # (H, W)
+        except DataError as exc:  # sizes or megapixels: name the frame's file
+            raise DataError(f"{frame.files[seg.modalities[0]]}: {exc}") from None
+        del arrays
         outputs = self._write(frame, labels)
         counts = np.bincount(labels.reshape(-1), minlength=len(self.names))
         fractions = {
             self.names[i]: float(c) / labels.size for i, c in enumerate(counts[: len(self.names)]) if c
         }
+        h, w = labels.shape
         return PredictedFrame(
             id=frame.id, inputs=dict(frame.files), size_hw=(h, w), outputs=outputs, class_fractions=fractions
         )
 
-    def _read(self, frame: PredictFrame) -> tuple[dict[str, torch.Tensor], tuple[int, int]]:
-        """The frame's model inputs as (1, C, H', W') tensors (resized in "resize" mode, normalised) and
-        the frame's (H, W)."""
-        from fusionseg.data.normalization import normalize_input
-        from fusionseg.data.transforms import LINEAR, NEAREST
-        from fusionseg.data.transforms import resize as resize_array
-
-        modalities, mode = self.modalities, self.mode
-        arrays = {
+    def _read_prepared(self, frame: PredictFrame) -> dict[str, np.ndarray]:
+        """The model's inputs from their files, in network units ((H, W, C) float32)."""
+        seg = self.seg
+        return {
             m: read_predict_input(
-                m, frame.files[m], depth_scale=self.depth_scale, depth_sensor=self.depth_sensor
+                m, frame.files[m], depth_scale=seg.depth_scale_m, depth_sensor=seg.depth_sensor
             )
-            for m in modalities
+            for m in seg.modalities
         }
-        shapes = {m: a.shape[:2] for m, a in arrays.items()}
-        if len(set(shapes.values())) > 1:
-            raise DataError(f"frame {frame.id}: modality files differ in size: {shapes}")
-        h, w = next(iter(shapes.values()))
-        if mode != "resize" and h * w > self.max_native_megapixels * 1e6:
-            raise DataError(
-                f"{frame.files[modalities[0]]}: {h}x{w} is {h * w / 1e6:.0f} megapixels, above the "
-                f"{self.max_native_megapixels:g} predicted at native size ({mode} keeps full-size class "
-                f"maps, about {h * w * (len(self.names) + 1) * 4 / 2**30:.1f} GB); use mode 'resize' "
-                "(`mode`), or raise `max_native_megapixels`"
-            )
-        tensors = {}
-        for m in modalities:
-            array = arrays.pop(m)  # the full-size float inputs go as soon as converted
-            if mode == "resize":
-                interp = NEAREST if m in self.depth_like else LINEAR
-                array = resize_array(array, self.size, interpolation=interp)
-                if array.ndim == 2:
-                    array = array[:, :, None]
-            if m in self.norm:
-                array = normalize_input(array, *self.norm[m])
-            tensors[m] = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), np.float32))[None]
-            del array
-        return tensors, (h, w)
+
+    def _read_raw(self, frame: PredictFrame) -> dict[str, np.ndarray]:
+        """The model's inputs made from the frame's raw files with the checkpoint's recipe."""
+        from fusionseg.data.io import read_gray, read_image
+
+        seg, files = self.seg, frame.files
+        anchor = next(iter(files.values()))
+        depth = None
+        if "depth" in files:
+            depth = read_predict_input(
+                "depth", files["depth"], depth_scale=seg.depth_scale_m, depth_sensor=seg.depth_sensor
+            )[:, :, 0]
+        intrinsics = self.intrinsics
+        if intrinsics is None and "intrinsics" in seg.raw_needs():
+            intrinsics = _frame_intrinsics(frame, anchor)
+        made = seg.raw_inputs(
+            rgb=read_image(files["rgb"]) if "rgb" in files and "rgb" in seg.raw_needs() else None,
+            depth=depth,
+            nir=read_gray(files["nir"]) if "nir" in files else None,
+            intrinsics=intrinsics,
+            source=str(anchor),
+        )
+        return seg.network_inputs(made, source=str(anchor))
 
     def _write(self, frame: PredictFrame, labels: np.ndarray) -> dict[str, Path]:
         """labels/, color/ and (with an RGB image of the frame's size) overlay/ PNGs of one frame."""

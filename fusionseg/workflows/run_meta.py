@@ -1,9 +1,9 @@
 """What every training workflow's checkpoints record besides weights and loop state.
 
 One builder for the fixed metadata fields (kind, modalities, in_channels, num_classes, class_names,
-palette, normalization, modality_kind, input_size, dataset) and one check that the configured class
-count is the dataset's; `train_expert` and `train_fusion` add their own fields (modality, experts,
-stage, init_from).
+palette, normalization, modality_kind, input_size, dataset, input_recipes) and one check that the
+configured class count is the dataset's; `train_expert` and `train_fusion` add their own fields
+(modality, experts, stage, init_from).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def checkpoint_meta(
     kind: str,
     in_channels: Mapping[str, int],
     normalized: Sequence[str] | None = None,
+    recipes: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The fixed metadata of a run's checkpoints.
 
@@ -49,20 +50,26 @@ def checkpoint_meta(
         kind: Checkpoint kind ("expert", "ssma", "cmode").
         in_channels: Modality -> input channels of the model, in the model's order.
         normalized: Modalities whose `data.normalization` entries are recorded (default every entry).
+        recipes: Modality -> `data.recipe.InputRecipe`, how each input is made from raw data; default
+            those of the training data (`data.recipe.recipes_for_data`: its prepare-depth meta.json).
 
     Returns:
         kind, num_classes, modalities, in_channels, class_names, palette (RGB per id), normalization
-        (modality -> [mean, std]), modality_kind, input_size [H, W], dataset.
+        (modality -> [mean, std]), modality_kind, input_size [H, W], dataset, input_recipes (modality ->
+        recipe dict, for the modalities whose making is known).
 
     Raises:
         ConfigError: `model.num_classes` differs from the dataset's class count.
     """
     from fusionseg.data.modality_specs import get_modality
+    from fusionseg.data.recipe import recipes_for_data
 
     info = check_num_classes(cfg)
     norms = cfg.data.normalization
     chosen = list(norms) if normalized is None else [m for m in normalized if norms.get(m)]
     modalities = list(in_channels)
+    if recipes is None:
+        recipes = recipes_for_data(cfg.data.root, modalities)
     return {
         "kind": kind,
         "num_classes": info.num_classes,
@@ -74,4 +81,5 @@ def checkpoint_meta(
         "modality_kind": {m: get_modality(m).kind for m in modalities},
         "input_size": [cfg.data.height_px, cfg.data.width_px],
         "dataset": info.name,
+        "input_recipes": {m: recipes[m].to_dict() for m in modalities if m in recipes},
     }

@@ -15,6 +15,7 @@ from fusionseg.data.prepare.options import (
     SPECTRAL_PRODUCTS,
     PrepareOptions,
 )
+from fusionseg.data.prepare.products import depth_products, spectral_products
 from fusionseg.data.prepare.resume import output_intact
 from fusionseg.data.prepare.tasks import FrameResult, FrameTask
 from fusionseg.errors import DataError, FusionsegError
@@ -74,28 +75,9 @@ def _frame_intrinsics(task: FrameTask, ctx: _Context) -> Intrinsics:
     return Intrinsics.from_one_based(intr.fx, intr.fy, intr.cx, intr.cy) if ctx.one_based_files else intr
 
 
-def _complete(depth_m: np.ndarray, options: PrepareOptions) -> np.ndarray:
-    """ip_basic completion (§1.4 / §1.5) with its "still missing" residues (<= 0.1 m, §1.2) set to 0."""
-    from fusionseg.modalities import completion
-
-    fill = completion.fill_in_fast if options.complete == "fast" else completion.fill_in_multiscale
-    filled = fill(
-        depth_m, max_depth=options.max_depth_m, extrapolate=options.extrapolate, blur_type=options.blur
-    )
-    # 0 means missing everywhere downstream (HHA mask, JET black, 16-bit file)
-    return np.where(filled > completion.VALID_THRESHOLD_M, filled, np.float32(0.0)).astype(np.float32)
-
-
-def _hha_bgr(depth_m: np.ndarray, intr: Intrinsics, raw_depth_m: np.ndarray | None) -> np.ndarray:
-    from fusionseg.modalities.hha import hha, hha_to_bgr
-
-    # hha() returns (disparity, height, angle), the file's R, G, B order (§3.6); cv2 writes BGR
-    return hha_to_bgr(hha(depth_m, intr, raw_depth_m=raw_depth_m))
-
-
 def _compute_frame(task: FrameTask, ctx: _Context) -> tuple[dict[str, np.ndarray], list[_HHAJob]]:
     """Images for the outputs of `task` that do not exist yet (all of them with `overwrite`)."""
-    from fusionseg.data.io import depth_to_png_units, read_depth, read_gray, read_image
+    from fusionseg.data.io import read_depth, read_gray, read_image
 
     opts = ctx.options
     todo = [p for p, out in task.outputs.items() if opts.overwrite or not output_intact(out, p)]
@@ -108,29 +90,14 @@ def _compute_frame(task: FrameTask, ctx: _Context) -> tuple[dict[str, np.ndarray
         if task.rgb is not None:
             _check_same_size(task.rgb, raw_m.shape, task.depth)
         intr = _frame_intrinsics(task, ctx) if any(p in GEOMETRY_PRODUCTS for p in todo) else None
-        depth_m = _complete(raw_m, opts) if opts.complete != "none" else raw_m
-        # §3.1: the completed depth feeds HHA, the raw input only gives the missing mask
-        raw_for_hha = raw_m if opts.complete != "none" else None
-        if "depth_filled" in todo:
-            images["depth_filled"] = depth_to_png_units(depth_m, depth_scale_m=ctx.filled_scale_m)
-        if "hha" in todo:
+        here = [p for p in todo if p in DEPTH_PRODUCTS and not (p == "hha" and ctx.hha_on_main)]
+        made, depth_m = depth_products(raw_m, opts, here, intrinsics=intr, filled_scale_m=ctx.filled_scale_m)
+        images.update(made)
+        if "hha" in todo and ctx.hha_on_main:
             assert intr is not None
-            if ctx.hha_on_main:
-                deferred.append(_HHAJob(depth_m, raw_for_hha, intr, task.outputs["hha"]))
-            else:
-                images["hha"] = _hha_bgr(depth_m, intr, raw_for_hha)
-        if "jet" in todo:
-            from fusionseg.modalities.jet import depth_to_jet
-
-            images["jet"] = depth_to_jet(depth_m, max_depth_m=opts.jet_max_depth_m, order="bgr")
-        if "normals" in todo:
-            from fusionseg.modalities.normals import compute_normals, normals_to_uint8
-
-            normals = compute_normals(depth_m, intr, radius_px=opts.normals_radius_px)
-            images["normals"] = normals_to_uint8(normals, order="bgr")
+            raw_for_hha = raw_m if opts.complete != "none" else None  # §3.1: the raw mask
+            deferred.append(_HHAJob(depth_m, raw_for_hha, intr, task.outputs["hha"]))
     if any(p in SPECTRAL_PRODUCTS for p in todo):
-        from fusionseg.modalities import evi as evi_mod
-
         assert task.nir is not None and task.rgb is not None
         nir = read_gray(task.nir)
         bgr = read_image(task.rgb)
@@ -139,10 +106,7 @@ def _compute_frame(task: FrameTask, ctx: _Context) -> tuple[dict[str, np.ndarray
                 f"{task.rgb}: size {bgr.shape[1]}x{bgr.shape[0]} does not match the NIR "
                 f"{task.nir.name} ({nir.shape[1]}x{nir.shape[0]}, width x height)"
             )
-        if "evi" in todo:
-            images["evi"] = evi_mod.encode_evi(nir, bgr)
-        if "ndvi" in todo:
-            images["ndvi"] = evi_mod.encode_ndvi(nir, bgr)
+        images.update(spectral_products(nir, bgr, [p for p in todo if p in SPECTRAL_PRODUCTS]))
     return images, deferred
 
 
