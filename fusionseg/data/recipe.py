@@ -162,22 +162,29 @@ def recipes_from_prepare_meta(
 
 
 def recipes_for_data(root: str | Path, modalities: Sequence[str]) -> dict[str, InputRecipe]:
-    """The recipes of a training dataset's modalities (its prepare-depth `meta.json`, if any).
+    """The recipes of a training dataset's modalities, from the prepare-depth `meta.json` of its folder
+    (`prepare-depth --out`) or of its `modalities/` folder (`prepare-dataset --modalities`), if any.
 
     Args:
-        root: The dataset folder (`data.root`); a prepare-depth output holds its `meta.json`.
+        root: The dataset folder (`data.root`).
         modalities: The model's inputs.
     """
-    path = Path(root) / META_NAME
-    meta: Any = {}
-    if path.is_file():
-        try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            meta = {}
-    meta = meta if isinstance(meta, dict) else {}
-    source = f"prepare-depth {path}" if meta.get("kind") == META_KIND else "raw inputs"
-    return recipes_from_prepare_meta(meta, modalities, source=source)
+    from fusionseg.data.datasets.chain import MODALITIES_FOLDER
+
+    for path in (Path(root) / META_NAME, Path(root) / MODALITIES_FOLDER / META_NAME):
+        meta = _read_json(path)
+        if meta.get("kind") == META_KIND:
+            return recipes_from_prepare_meta(meta, modalities, source=f"prepare-depth {path}")
+    return recipes_from_prepare_meta({}, modalities, source="raw inputs")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file's content; {} for a missing, unreadable or non-object file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _quantised_metres(depth_m: NDArray[np.float32], scale_m: float) -> NDArray[np.float32]:

@@ -143,3 +143,26 @@ def test_kinect_v2_completed_depth_is_quantised_like_its_file(shared_data: Path,
         check_range=False,
     )
     assert made.dtype == np.float32 and np.array_equal(made, written)
+
+
+def test_prepare_dataset_modalities_record_their_recipe(tmp_path: Path) -> None:
+    from dataset_layouts import make_cityscapes
+
+    from fusionseg.data.datasets.runner import prepare_dataset
+    from fusionseg.data.io import read_depth
+    from fusionseg.data.listfile import read_list
+    from fusionseg.data.recipe import make_model_inputs, recipes_for_data
+
+    out = tmp_path / "prepared"
+    summary = prepare_dataset(
+        "cityscapes", make_cityscapes(tmp_path / "cs"), out, modalities=("jet",), workers=1
+    )
+    recipes = recipes_for_data(out, ["rgb", "jet"])
+    assert recipes["rgb"].product == "rgb"
+    jet = recipes["jet"]
+    assert (jet.product, jet.complete, jet.jet_max_depth_m) == ("jet", "fast", 80.0)
+    sample = read_list(summary.lists[0]).samples[0]
+    meta = json.loads((out / "meta.json").read_text())
+    depth_m = read_depth(sample.files["depth"], depth_scale_m=meta["depth_scale"], check_range=False)
+    made = make_model_inputs({"jet": jet}, depth_m=depth_m)["jet"]
+    assert np.array_equal(made, cv2.imread(str(sample.files["jet"]), cv2.IMREAD_UNCHANGED))
