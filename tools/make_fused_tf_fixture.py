@@ -53,6 +53,7 @@ def _patch(source: str) -> str:
     source = source.replace("xrange(", "range(")
     source = source.replace("tf.contrib.layers.xavier_initializer()", "tf.glorot_uniform_initializer()")
     source = re.sub(r"tf\.contrib\.layers\.l2_regularizer\(scale=self\.weight_decay\)", "None", source)
+    source = re.sub(r"out_channels/(\d)", r"out_channels//\1", source)  # Python 2 integer division
     source = source.replace("\t", "        ")
     return source.replace("24*48*20", "GRID_H*GRID_W*20")  # CMoDE's hard-wired 24x48 flatten
 
@@ -189,12 +190,33 @@ def make_cmode(tf, git_dir: Path, out_dir: Path, width: int, tmp: Path) -> None:
     _run_and_save(tf, outputs, feeds, out_dir, extra)
 
 
+def make_full(tf, model: str, git_dir: Path, out_dir: Path, tmp: Path) -> None:
+    """The complete released graph (both experts, full widths, 12 classes) at the zoo's 384x768 on two
+    seeded 8-bit images: a 225 MB (SSMA) or 388 MB (CMoDE) bundle, too large to commit; for
+    `FUSIONSEG_FUSED_TF_FULL` runs of tests/tfimport/test_fused_parity.py."""
+    commit, module = (SSMA_COMMIT, "SSMA") if model == "ssma" else (CMODE_COMMIT, "CMoDE")
+    _load_models(git_dir, commit, tmp)
+    graph = __import__(module)
+    graph.GRID_H, graph.GRID_W = 24, 48
+    tf.reset_default_graph()
+    net = getattr(graph, module)(num_classes=12, training=False)
+    rng = np.random.default_rng(384)
+    images = [rng.integers(0, 256, (1, 384, 768, 3)).astype(np.float32) for _ in range(2)]
+    placeholders = [tf.placeholder(tf.float32, (1, 384, 768, 3), name=f"modality{i + 1}") for i in range(2)]
+    net.build_graph(*placeholders)
+    logits = net.deconv_up3 if model == "ssma" else net.in5
+    outputs = {"logits": logits, "easpp1": net.model1.eAspp_out, "easpp2": net.model2.eAspp_out}
+    extra = {"modality1_bgr": images[0].astype(np.uint8), "modality2_bgr": images[1].astype(np.uint8)}
+    _run_and_save(tf, outputs, dict(zip(placeholders, images)), out_dir / model, extra)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ssma-git", type=Path, required=True, help="git dir of DeepSceneSeg/SSMA")
     parser.add_argument("--cmode-git", type=Path, required=True, help="git dir of DeepSceneSeg/CMoDE")
     parser.add_argument("--out", type=Path, default=Path("tests/fixtures/deepscene-fused"))
     parser.add_argument("--width", type=int, default=32, help="F: eASPP and decoder width (256 originally)")
+    parser.add_argument("--full", type=Path, default=None, help="also write the complete graphs here")
     args = parser.parse_args()
     import tensorflow.compat.v1 as tf
 
@@ -205,6 +227,13 @@ def main() -> None:
             sys.modules.pop(name, None)
         sys.path.remove(a)
         make_cmode(tf, args.cmode_git, args.out / "cmode", args.width, Path(b))
+    if args.full is not None:
+        for model, git_dir in (("ssma", args.ssma_git), ("cmode", args.cmode_git)):
+            for name in ("network_base", "ssma_helper", "SSMA", "CMoDE", "AdapNet_pp", "AdapNet"):
+                sys.modules.pop(name, None)
+            sys.path[:] = [p for p in sys.path if not p.startswith(tempfile.gettempdir() + "/tmp")]
+            with tempfile.TemporaryDirectory() as c:
+                make_full(tf, model, git_dir, args.full, Path(c))
 
 
 if __name__ == "__main__":

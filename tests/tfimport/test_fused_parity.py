@@ -9,6 +9,7 @@ must give TensorFlow's outputs to float32 rounding.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ import torch
 from torch import nn
 
 from fusionseg.backbones.features import FeatureSpec
+from fusionseg.cli import main
+from fusionseg.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from fusionseg.errors import CheckpointError
 from fusionseg.fusion.cmode import CMoDE
 from fusionseg.fusion.fused import SSMAModel
@@ -159,3 +162,32 @@ def test_a_missing_head_tensor_is_named() -> None:
     head = Head(fusion=model.fusion, decoder=model.decoder)
     with pytest.raises(CheckpointError, match="lacks tensor 'conv550/BatchNorm/moving_mean'"):
         apply_mapping(ssma_head_rules(model), tensors, head)
+
+
+FULL = os.environ.get("FUSIONSEG_FUSED_TF_FULL")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not FULL, reason="set FUSIONSEG_FUSED_TF_FULL to a `make_fused_tf_fixture.py --full` folder"
+)
+@pytest.mark.parametrize("model", ["ssma", "cmode"])
+def test_complete_graph_reproduces_tensorflow(model: str, tmp_path: Path) -> None:
+    """The released graph, complete (two full experts, 12 classes, 384x768, 225 / 388 MB: not
+    committed), through the real reader, `import-deepscene` and the fused model."""
+    folder = Path(str(FULL)) / model
+    out = tmp_path / f"{model}.pt"
+    args = ["import-deepscene", str(folder), "--dataset", "cityscapes11", "--modalities", "rgb,hha"]
+    assert main([*args, "--out", str(out)]) == 0
+    payload = load_checkpoint(out)
+    assert payload["kind"] == model
+    net = model_from_checkpoint(payload).eval()
+    with np.load(folder / "io.npz") as io:
+        inputs = {m: nchw(io[f"modality{i}_bgr"].astype(np.float32)) for i, m in ((1, "rgb"), (2, "hha"))}
+        expected = nchw(io["logits"])
+    with torch.no_grad():
+        logits = net(inputs).logits
+    agreement = (logits.argmax(1) == expected.argmax(1)).float().mean().item()
+    print(f"{model}: max |dlogit| {(logits - expected).abs().max().item():.2e}, argmax {agreement:.5%}")
+    assert agreement >= 0.999
+    assert (logits - expected).abs().max() <= 1e-3 * max(1.0, expected.abs().max().item())
