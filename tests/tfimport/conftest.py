@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,3 +37,22 @@ def outputs(dev: Path, converted: Path):
     x = torch.from_numpy(bgr.astype(np.float32)).permute(2, 0, 1)[None]  # (1, 3, 384, 768) BGR 0-255
     with torch.no_grad():
         return model, x, model({"rgb": x})
+
+
+@pytest.fixture(scope="session")
+def tf_shapes(shared_data: Path) -> Callable[[str], dict[str, tuple[int, ...]]]:
+    """`tf_shapes("ssma")`: {name: shape} of a published tensor list `reference/tf-variables/<name>.txt`
+    (`name<TAB>[shape]<TAB>dtype` lines); tests skip when the lists are absent."""
+    folder = shared_data.parent / "reference" / "tf-variables"
+    if not (folder / "adapnetpp.txt").is_file():
+        pytest.skip(f"TF tensor lists not found under {folder}")
+
+    def read(name: str) -> dict[str, tuple[int, ...]]:
+        shapes = {}
+        for line in (folder / f"{name}.txt").read_text().splitlines():
+            key, shape, _dtype = line.split("\t")
+            inner = shape.strip("[]").strip()
+            shapes[key] = tuple(int(s) for s in inner.split(",")) if inner else ()
+        return shapes
+
+    return read

@@ -30,24 +30,6 @@ from fusionseg.tfimport.convert_fused import cmode_grid, fused_sections
 CMODE_TEST_GRID = (2, 4)  # a 32x64 input: keeps the gate FCs small (the zoo's 24x48 is checked apart)
 
 
-def read_tensor_list(path: Path) -> dict[str, tuple[int, ...]]:
-    """`name<TAB>[shape]<TAB>dtype` lines -> {name: shape}."""
-    shapes = {}
-    for line in path.read_text().splitlines():
-        name, shape, _dtype = line.split("\t")
-        inner = shape.strip("[]").strip()
-        shapes[name] = tuple(int(s) for s in inner.split(",")) if inner else ()
-    return shapes
-
-
-@pytest.fixture(scope="module")
-def tf_lists(shared_data: Path) -> Path:
-    folder = shared_data.parent / "reference" / "tf-variables"
-    if not (folder / "ssma.txt").is_file():
-        pytest.skip(f"TF tensor lists not found under {folder}")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def dev_tensors(dev: Path) -> dict[str, np.ndarray]:
     """The AdapNet++ dev checkpoint's tensors, without the `resnet_v2_50/` scope."""
@@ -93,8 +75,8 @@ def fake_reader(monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.fixture(scope="module")
-def ssma_tensors(tf_lists: Path, dev_tensors: dict) -> dict[str, np.ndarray]:
-    return fused_tensors(read_tensor_list(tf_lists / "ssma.txt"), dev_tensors, seed=1)
+def ssma_tensors(tf_shapes, dev_tensors: dict) -> dict[str, np.ndarray]:
+    return fused_tensors(tf_shapes("ssma"), dev_tensors, seed=1)
 
 
 @pytest.fixture
@@ -159,8 +141,8 @@ def test_ssma_checkpoint_predicts_evaluates_and_exports(
 
 
 @pytest.fixture(scope="module")
-def cmode_tensors(tf_lists: Path, dev_tensors: dict) -> dict[str, np.ndarray]:
-    shapes = read_tensor_list(tf_lists / "cmode.txt")
+def cmode_tensors(tf_shapes, dev_tensors: dict) -> dict[str, np.ndarray]:
+    shapes = tf_shapes("cmode")
     h, w = CMODE_TEST_GRID
     for name, shape in shapes.items():
         if name.startswith("fc") and name.endswith("/weights") and shape[1] == 128:  # first gate FCs
@@ -192,9 +174,9 @@ def test_cmode_import_composes_the_adapnetpp_experts(
     assert fused.shape == (1, 12, 64, 128) and torch.isfinite(fused).all()
 
 
-def test_cmode_grid_of_the_zoo_size(tf_lists: Path) -> None:
+def test_cmode_grid_of_the_zoo_size(tf_shapes) -> None:
     """The published CMoDE list (12 classes, 384x768) implies a 24x48 gate grid, an identity pooling."""
-    shapes = read_tensor_list(tf_lists / "cmode.txt")
+    shapes = tf_shapes("cmode")
     tensors = {k: np.broadcast_to(np.float32(0), s) for k, s in shapes.items() if k.startswith("fc512/")}
     assert cmode_grid(tensors) == (24, 48)
     fusion, size = fused_sections("cmode", tensors, (0, 0))
