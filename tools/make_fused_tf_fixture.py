@@ -111,13 +111,17 @@ def _value(name: str, shape: tuple[int, ...]) -> np.ndarray:
     return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
 
 
-def _run_and_save(tf, outputs: dict, feeds: dict, out_dir: Path, extra: dict[str, np.ndarray]) -> None:
+def _run_and_save(
+    tf, outputs: dict, feeds: dict, out_dir: Path, extra: dict[str, np.ndarray], overrides: dict | None = None
+) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     variables = tf.global_variables()
+    overrides = overrides or {}
     with tf.Session() as sess:
         for var in variables:
             name = var.op.name
-            var.load(_value(name, tuple(var.shape.as_list())), sess)
+            value = overrides.get(name)
+            var.load(_value(name, tuple(var.shape.as_list())) if value is None else value, sess)
         values = sess.run(outputs, feed_dict=feeds)
         tf.train.Saver(variables).save(
             sess, str(out_dir / "model.ckpt"), global_step=1, write_meta_graph=False
@@ -190,24 +194,77 @@ def make_cmode(tf, git_dir: Path, out_dir: Path, width: int, tmp: Path) -> None:
     _run_and_save(tf, outputs, feeds, out_dir, extra)
 
 
+def _build_full(tf, graph, module: str, training: bool, placeholders: list):
+    """The released model with both experts, scoped as its `build_graph` scopes them (rgb, depth).
+
+    `build_graph` itself would add the training loss, which needs labels; this is its body without it.
+    """
+    net = getattr(graph, module)(num_classes=12, training=training, expert_not_fixed=training)
+    scope = "resnet_v2_50" if module == "SSMA" else "resnet_v1_50"
+    for part in (net, net.model1, net.model2):
+        part.bn_decay_ = 0.0  # training mode: one step sets the moving statistics to the batch's
+    with tf.variable_scope(f"rgb/{scope}"):
+        net.model1.build_graph(placeholders[0])
+    with tf.variable_scope(f"depth/{scope}"):
+        net.model2.build_graph(placeholders[1])
+    net._setup()
+    return net
+
+
+def _calibrated_statistics(tf, graph, module: str, images: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """BN moving statistics near the seeded network's own batch statistics (so that activations stay of
+    order 1 through 2 x 50 layers), perturbed so they are not exactly the batch's."""
+    tf.reset_default_graph()
+    placeholders = [tf.placeholder(tf.float32, (1, 384, 768, 3)) for _ in range(2)]
+    _build_full(tf, graph, module, True, placeholders)
+    variables = tf.global_variables()
+    stats = [v for v in variables if v.op.name.endswith(("moving_mean", "moving_variance"))]
+    names = {v.op.name for v in stats}
+    initializers = {v.initializer.name for v in variables}
+    assigns = [  # the training-mode updates of the moving statistics (decay 0: the batch's own)
+        op
+        for op in tf.get_default_graph().get_operations()
+        if op.type in ("Assign", "AssignVariableOp")
+        and op.name not in initializers
+        and op.inputs[0].op.name in names
+    ]
+    with tf.Session() as sess:
+        for var in variables:
+            var.load(_value(var.op.name, tuple(var.shape.as_list())), sess)
+        sess.run(assigns, dict(zip(placeholders, images)))
+        values = dict(zip([v.op.name for v in stats], sess.run(stats)))
+    print(f"{module}: {len(assigns)} BN updates for {len(stats)} moving statistics")
+    out = {}
+    for name, value in values.items():
+        rng = np.random.default_rng(_seed(name))
+        if name.endswith("moving_variance"):
+            out[name] = (np.maximum(value, 0.05) * rng.uniform(0.7, 1.4, value.shape)).astype(np.float32)
+        else:
+            var = values[name.replace("moving_mean", "moving_variance")]
+            noise = 0.2 * np.sqrt(np.maximum(var, 0.05)) * rng.standard_normal(value.shape)
+            out[name] = (value + noise).astype(np.float32)
+    return out
+
+
 def make_full(tf, model: str, git_dir: Path, out_dir: Path, tmp: Path) -> None:
     """The complete released graph (both experts, full widths, 12 classes) at the zoo's 384x768 on two
     seeded 8-bit images: a 225 MB (SSMA) or 388 MB (CMoDE) bundle, too large to commit; for
-    `FUSIONSEG_FUSED_TF_FULL` runs of tests/tfimport/test_fused_parity.py."""
+    `FUSIONSEG_FUSED_TF_FULL` runs of tests/tfimport/test_fused_parity.py. BN moving statistics are
+    calibrated on the images (`_calibrated_statistics`), the rest seeded as in the small fixture."""
     commit, module = (SSMA_COMMIT, "SSMA") if model == "ssma" else (CMODE_COMMIT, "CMoDE")
     _load_models(git_dir, commit, tmp)
     graph = __import__(module)
     graph.GRID_H, graph.GRID_W = 24, 48
-    tf.reset_default_graph()
-    net = getattr(graph, module)(num_classes=12, training=False)
     rng = np.random.default_rng(384)
     images = [rng.integers(0, 256, (1, 384, 768, 3)).astype(np.float32) for _ in range(2)]
+    statistics = _calibrated_statistics(tf, graph, module, images)
+    tf.reset_default_graph()
     placeholders = [tf.placeholder(tf.float32, (1, 384, 768, 3), name=f"modality{i + 1}") for i in range(2)]
-    net.build_graph(*placeholders)
+    net = _build_full(tf, graph, module, False, placeholders)
     logits = net.deconv_up3 if model == "ssma" else net.in5
     outputs = {"logits": logits, "easpp1": net.model1.eAspp_out, "easpp2": net.model2.eAspp_out}
     extra = {"modality1_bgr": images[0].astype(np.uint8), "modality2_bgr": images[1].astype(np.uint8)}
-    _run_and_save(tf, outputs, dict(zip(placeholders, images)), out_dir / model, extra)
+    _run_and_save(tf, outputs, dict(zip(placeholders, images)), out_dir / model, extra, statistics)
 
 
 def main() -> None:

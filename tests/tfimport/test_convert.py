@@ -206,6 +206,13 @@ def test_zoo_entries_fit_the_catalog_and_the_published_class_counts() -> None:
     assert all(get_modality(m).channels == 3 for entry in ZOO.values() for m in entry.modalities)
     assert ZOO["adapnetpp-cityscapes-rgb"].published_miou == 80.77 and ZOO["adapnetpp-forest-evi"].verified
     assert ZOO["adapnetpp-cityscapes19-rgb"].easpp_rates == (6, 12, 18)
+    ssma = [m for m in ZOO.values() if m.model == "ssma"]
+    assert len(ssma) == 9 and all(m.verified and m.modalities[0] == "rgb" for m in ssma)  # SSMA README
+    assert (
+        ZOO["ssma-sun-rgb-hha"].modalities == ("rgb", "hha")
+        and ZOO["ssma-forest-rgb-evi"].published_miou == 83.9
+    )
+    assert not any(m.model == "cmode" for m in ZOO.values())  # the CMoDE README publishes no models
 
 
 def test_import_with_a_zoo_name_records_its_entry(dev: Path, tmp_path: Path, capsys) -> None:

@@ -83,7 +83,7 @@ def ssma_tensors(tf_shapes, dev_tensors: dict) -> dict[str, np.ndarray]:
 def ssma_checkpoint(ssma_tensors: dict, fake_reader, tmp_path: Path) -> Path:
     fake_reader(ssma_tensors)
     out = tmp_path / "ssma.pt"
-    args = ["import-deepscene", str(tmp_path), "--dataset", "cityscapes11", "--modalities", "rgb,hha"]
+    args = ["import-deepscene", str(tmp_path), "--zoo", "ssma-cityscapes-rgb-hha"]  # fills the rest
     assert main([*args, "--out", str(out)]) == 0
     return out
 
@@ -93,6 +93,9 @@ def test_ssma_checkpoint_is_a_fusion_checkpoint(ssma_checkpoint: Path) -> None:
     assert payload["kind"] == "ssma" and payload["modalities"] == ["rgb", "hha"]
     assert payload["in_channels"] == {"rgb": 3, "hha": 3} and payload["num_classes"] == 12
     assert payload["stage"] == "imported" and payload["experts"] == []
+    assert (
+        payload["zoo"]["file"] == "cityscapes_ssma_rgb_hha.zip" and payload["zoo"]["published_miou"] == 82.64
+    )
     cfg = payload["config"]
     assert cfg["fusion"]["scheme"] == "ssma" and cfg["fusion"]["aux"] is False
     assert cfg["model"]["padding"] == "tf_same" and cfg["data"]["modalities"] == ["rgb", "hha"]

@@ -188,6 +188,9 @@ def test_complete_graph_reproduces_tensorflow(model: str, tmp_path: Path) -> Non
     with torch.no_grad():
         logits = net(inputs).logits
     agreement = (logits.argmax(1) == expected.argmax(1)).float().mean().item()
-    print(f"{model}: max |dlogit| {(logits - expected).abs().max().item():.2e}, argmax {agreement:.5%}")
+    # seeded BN statistics are not calibrated, so the logits are large: compare relative to their scale
+    relative = ((logits - expected).abs().max() / expected.abs().max()).item()
+    print(f"{model}: logits up to {expected.abs().max().item():.3g}, max relative error {relative:.2e}, "
+          f"argmax agreement {agreement:.5%}")  # fmt: skip
     assert agreement >= 0.999
-    assert (logits - expected).abs().max() <= 1e-3 * max(1.0, expected.abs().max().item())
+    assert relative <= 1e-4
