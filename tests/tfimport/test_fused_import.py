@@ -132,6 +132,11 @@ def test_ssma_checkpoint_predicts_evaluates_and_exports(
     assert main([*args, "--modality-dir", f"hha={tmp_path / 'hha'}", "--out", str(tmp_path / "p")]) == 0
     labels = json.loads(capsys.readouterr().out)["frames"][0]["outputs"]["labels"]
     assert cv2.imread(labels, cv2.IMREAD_UNCHANGED).shape == (64, 128)
+    from fusionseg import Segmenter
+
+    seg = Segmenter.from_checkpoint(ssma_checkpoint, device="cpu")
+    assert seg.modalities == ("rgb", "hha")
+    assert seg.predict({"rgb": frame[:50, :100], "hha": frame[:50, ::-1][:, :100]}).shape == (50, 100)
     (tmp_path / "val.txt").write_text("# columns: rgb hha label\nrgb/0.png hha/0.png label/0.png\n")
     args = ["evaluate", "--checkpoint", str(ssma_checkpoint), "--data", str(tmp_path / "val.txt"), "--json"]
     assert main(args) == 0
