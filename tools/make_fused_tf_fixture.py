@@ -204,9 +204,9 @@ def _build_full(tf, graph, module: str, training: bool, placeholders: list):
     for part in (net, net.model1, net.model2):
         part.bn_decay_ = 0.0  # training mode: one step sets the moving statistics to the batch's
     with tf.variable_scope(f"rgb/{scope}"):
-        net.model1.build_graph(placeholders[0])
+        net.model1._setup(placeholders[0])  # an expert's build_graph minus its training loss
     with tf.variable_scope(f"depth/{scope}"):
-        net.model2.build_graph(placeholders[1])
+        net.model2._setup(placeholders[1])
     net._setup()
     return net
 
@@ -274,6 +274,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("tests/fixtures/deepscene-fused"))
     parser.add_argument("--width", type=int, default=32, help="F: eASPP and decoder width (256 originally)")
     parser.add_argument("--full", type=Path, default=None, help="also write the complete graphs here")
+    parser.add_argument("--full-models", default="ssma,cmode", help="which complete graphs (--full)")
     args = parser.parse_args()
     import tensorflow.compat.v1 as tf
 
@@ -286,6 +287,8 @@ def main() -> None:
         make_cmode(tf, args.cmode_git, args.out / "cmode", args.width, Path(b))
     if args.full is not None:
         for model, git_dir in (("ssma", args.ssma_git), ("cmode", args.cmode_git)):
+            if model not in args.full_models.split(","):
+                continue
             for name in ("network_base", "ssma_helper", "SSMA", "CMoDE", "AdapNet_pp", "AdapNet"):
                 sys.modules.pop(name, None)
             sys.path[:] = [p for p in sys.path if not p.startswith(tempfile.gettempdir() + "/tmp")]

@@ -188,9 +188,10 @@ def test_complete_graph_reproduces_tensorflow(model: str, tmp_path: Path) -> Non
     with torch.no_grad():
         logits = net(inputs).logits
     agreement = (logits.argmax(1) == expected.argmax(1)).float().mean().item()
-    # seeded BN statistics are not calibrated, so the logits are large: compare relative to their scale
+    # the generator calibrates the BN statistics, so logits are of order 10 (40 measured for SSMA)
     relative = ((logits - expected).abs().max() / expected.abs().max()).item()
-    print(f"{model}: logits up to {expected.abs().max().item():.3g}, max relative error {relative:.2e}, "
-          f"argmax agreement {agreement:.5%}")  # fmt: skip
-    assert agreement >= 0.999
+    delta = (logits - expected).abs().max().item()
+    print(f"{model}: logits up to {expected.abs().max().item():.3g}, max |dlogit| {delta:.2e} (relative "
+          f"{relative:.2e}), argmax agreement {agreement:.5%}")  # fmt: skip
+    assert agreement >= 0.999  # deepscene-tf.md §9: any mapping mistake flips tens of percent
     assert relative <= 1e-4
