@@ -37,6 +37,7 @@ from fusionseg.tfimport.convert_fused import (
     MAPPINGS,
     check_modalities,
     check_model,
+    check_model_name,
     detect_model,
     expert_scopes,
     fused_sections,
@@ -113,7 +114,7 @@ def import_deepscene(
     if dataset is None:
         raise ConfigError("dataset: give the dataset whose classes the model predicts (or a `zoo` name)")
     model = model or (entry.model if entry else None)
-    check_model(model, model or "adapnetpp", Path(checkpoint))  # an unknown name fails before reading
+    check_model_name(model)  # an unknown name fails before the checkpoint is read
     if isinstance(modalities, str):
         modalities = [m.strip() for m in modalities.split(",") if m.strip()]
     easpp_rates = tuple(easpp_rates or (entry.easpp_rates if entry else (3, 6, 12)))

@@ -58,10 +58,15 @@ def detect_model(names: Sequence[str], source: Path) -> str:
     )
 
 
-def check_model(model: str | None, found: str, source: Path) -> str:
-    """`model` as given (or `found` when None), refused when the checkpoint holds another graph."""
+def check_model_name(model: str | None) -> None:
+    """ConfigError unless `model` is None (detect it) or an importable graph."""
     if model is not None and model not in MAPPINGS:
         raise ConfigError(f"model: {model!r} cannot be imported (importable: {', '.join(MAPPINGS)})")
+
+
+def check_model(model: str | None, found: str, source: Path) -> str:
+    """`model` as given (or `found` when None), refused when the checkpoint holds another graph."""
+    check_model_name(model)
     if model is not None and model != found:
         raise ConfigError(
             f"model: the checkpoint {source} holds a {found} graph (scope {GRAPH_SCOPES[found]}), not {model}"
