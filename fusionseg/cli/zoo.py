@@ -10,9 +10,10 @@ from fusionseg.cli.options import json_option
 @click.command("zoo", short_help="List the published DeepScene models that import-deepscene converts.")
 @json_option
 def command(as_json: bool) -> None:
-    """The DeepScene AdapNet++ model zoo: name (for import-deepscene --zoo), zip file, dataset and class
-    list, input modality and recipe, eASPP rates, and the README's val mIoU (768x384, single scale).
-    File names marked '?' follow the README's naming pattern but are not spelled out in it.
+    """The DeepScene model zoo (AdapNet++ and SSMA; CMoDE published none): name (for import-deepscene
+    --zoo), zip file, model, dataset and class list, inputs in fusion order and their recipes, eASPP
+    rates, and the README's val mIoU (768x384, single scale). File names marked '?' follow the README's
+    naming pattern but are not spelled out in it.
     """
     from rich.table import Table
 
@@ -23,14 +24,15 @@ def command(as_json: bool) -> None:
     if as_json:
         print_json([m.to_dict() for m in models])
         return
-    table = Table(title="DeepScene model zoo (AdapNet++)")
-    for column in ("name", "file", "dataset", "input", "eASPP", "mIoU %"):
+    table = Table(title="DeepScene model zoo (AdapNet++, SSMA)")
+    for column in ("name", "file", "model", "dataset", "inputs", "eASPP", "mIoU %"):
         table.add_column(column, justify="right" if column == "mIoU %" else "left")
     for m in models:
         miou = f"{m.published_miou:.2f}" if m.published_miou is not None else "-"
         rates = ",".join(map(str, m.easpp_rates))
-        table.add_row(m.name, m.file + ("" if m.verified else " ?"), m.dataset, m.modality, rates, miou)
+        file = m.file + ("" if m.verified else " ?")
+        table.add_row(m.name, file, m.model, m.dataset, ",".join(m.modalities), rates, miou)
     out.print(table)
-    for line in sorted({f"{m.name}: {m.recipe}" for m in models if m.modality != "rgb"}):
+    for line in sorted({f"{m.name}: {m.recipe}" for m in models if m.modalities != ("rgb",)}):
         out.print(line, markup=False, highlight=False)
     out.print("rgb models: 8-bit BGR as cv2.imread reads it, resized to 768x384 (W x H)", highlight=False)

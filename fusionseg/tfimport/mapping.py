@@ -235,6 +235,13 @@ def ssma_mapping(model: nn.Module) -> list[Rule]:
     rules: list[Rule] = []
     for name, scope in _expert_scopes(model).items():
         rules += trunk_rules(model.experts[name], f"{scope}/resnet_v2_50/", f"experts.{name}.")
+    return rules + ssma_head_rules(model)
+
+
+def ssma_head_rules(model: nn.Module) -> list[Rule]:
+    """The top-level part of `ssma_mapping`: the SSMA blocks, the decoder gates and the fused decoder
+    (everything but the experts; the rules depend only on `model.fusion`'s structure)."""
+    rules: list[Rule] = []
     for tap, (bottleneck, gate, project) in SSMA_BLOCKS.items():
         p = f"fusion.{tap}."
         rules += _conv_bias(bottleneck, f"{p}bottleneck.0") + _conv_bias(gate, f"{p}gate.0")
@@ -267,6 +274,12 @@ def cmode_mapping(model: nn.Module) -> list[Rule]:
         rules += adapnetpp_mapping(
             model.experts[name], tf_prefix=f"{scope}/resnet_v1_50/", pt_prefix=f"experts.{name}."
         )
+    return rules + cmode_head_rules(model)
+
+
+def cmode_head_rules(model: nn.Module) -> list[Rule]:
+    """The top-level part of `cmode_mapping`: the class gates and the final conv of `model.fusion`."""
+    rules: list[Rule] = []
     gates = model.fusion.gates
     for i in range(len(gates)):
         p, n = f"fusion.gates.{i}.", 511 + 3 * i

@@ -1,12 +1,19 @@
-"""The published DeepScene AdapNet++ models (issue 16, item 3): what each predicts and how to feed it.
+"""The published DeepScene models (issue 16, item 3): what each predicts and how to feed it.
 
-Accuracies are the README's single-scale val mIoU at 768x384 with the released checkpoints
+AdapNet++: accuracies are the README's single-scale val mIoU at 768x384 with the released checkpoints
 (`reference/adapnetpp.md` §13; the Cityscapes-19 figure is full-resolution val). File names follow the
 README's pattern `adapnet++_<dataset>_<modality>.zip` (`reference/deepscene-tf.md` §1); only those marked
-`verified` appear literally in it. "depth" models read depth as a JET colour image (fusionseg modality
-`jet`); the recipes follow `reference/modalities.md` §2 (stated by the maintainers for ScanNet, consistent
-with the Synthia samples, assumed for Freiburg Forest). SSMA and CMoDE entries follow once their import
-is validated.
+`verified` appear literally in it.
+
+SSMA: the SSMA README's nine released fusion checkpoints and their single-scale val mIoU at 768x384
+(`reference/ssma-cmode.md` §A.8); their zip names are spelled out in that README (`verified`). The
+Cityscapes-19 SSMA result (val 82.19) has no released checkpoint. CMoDE: its README publishes no
+models, so the zoo has no CMoDE entry (`import-deepscene --model cmode` converts one of your own).
+
+"depth" models read depth as a JET colour image (fusionseg modality `jet`); the recipes follow
+`reference/modalities.md` §2 (stated by the maintainers for ScanNet, consistent with the Synthia samples,
+assumed for Freiburg Forest). A fused model's modalities are in fusion order: the first is the TF
+graph's `rgb` expert, the second its `depth` expert (`reference/deepscene-tf.md` §7).
 """
 
 from __future__ import annotations
@@ -44,38 +51,54 @@ class ZooModel:
     Attributes:
         name: Our name for it (`import-deepscene --zoo NAME`).
         file: The zoo's zip name; `verified` says whether the README spells it out.
+        model: The model kind ("adapnetpp" or "ssma", `fusionseg.registry`).
         dataset: `fusionseg.data.catalog` dataset (its class list and count).
-        modality: fusionseg modality of the input.
-        easpp_rates: eASPP rates of the model.
+        modalities: fusionseg modalities of the inputs, in fusion order (one for AdapNet++).
+        easpp_rates: eASPP rates of the model (of each expert).
         published_miou: README val mIoU in % (None where none is published).
-        recipe: How to make the input from raw data.
+        recipe: How to make the inputs from raw data (one `modality: recipe` part per non-RGB input).
     """
 
     name: str
     file: str
     verified: bool
+    model: str
     dataset: str
-    modality: str
+    modalities: tuple[str, ...]
     easpp_rates: tuple[int, int, int]
     published_miou: float | None
     recipe: str
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {**asdict(self), "easpp_rates": list(self.easpp_rates)}
+        return {**asdict(self), "modalities": list(self.modalities), "easpp_rates": list(self.easpp_rates)}
+
+
+def _zoo_modality(modality: str) -> str:
+    """The zoo's word for a fusionseg modality (JET images are its "depth")."""
+    return {"jet": "depth"}.get(modality, modality)
 
 
 def _entry(token: str, dataset: str, modality: str, miou: float | None, recipe: str, **kw: Any) -> ZooModel:
-    zoo_modality = {"jet": "depth"}.get(modality, modality)
-    file = f"adapnet++_{token}_{zoo_modality}.zip"
+    file = f"adapnet++_{token}_{_zoo_modality(modality)}.zip"
     verified = file in (
         "adapnet++_cityscapes_rgb.zip",
         "adapnet++_cityscapes_19_hha.zip",
         "adapnet++_forest_evi.zip",
     )
-    name = f"adapnetpp-{token.replace('_', '')}-{zoo_modality}"
+    name = f"adapnetpp-{token.replace('_', '')}-{_zoo_modality(modality)}"
     rates = kw.get("easpp_rates", (3, 6, 12))
-    return ZooModel(name, file, verified, dataset, modality, rates, miou, recipe)
+    return ZooModel(name, file, verified, "adapnetpp", dataset, (modality,), rates, miou, recipe)
+
+
+def _ssma(token: str, dataset: str, second: str, miou: float, recipe: str) -> ZooModel:
+    """An SSMA release: RGB (modality 1, TF scope `rgb`) fused with `second` (scope `depth`)."""
+    pair = f"rgb_{_zoo_modality(second)}"
+    name = f"ssma-{token.replace('scannetv2', 'scannet')}-{pair.replace('_', '-')}"
+    recipe = f"rgb: {_BGR}; {second}: {recipe}"
+    return ZooModel(
+        name, f"{token}_ssma_{pair}.zip", True, "ssma", dataset, ("rgb", second), (3, 6, 12), miou, recipe
+    )
 
 
 ZOO: dict[str, ZooModel] = {
@@ -97,6 +120,15 @@ ZOO: dict[str, ZooModel] = {
         _entry("forest", "freiburg_forest", "evi", 80.96, _EVI),
         _entry("cityscapes_19", "cityscapes19", "rgb", 81.24, _BGR, easpp_rates=(6, 12, 18)),
         _entry("cityscapes_19", "cityscapes19", "hha", None, _HHA, easpp_rates=(6, 12, 18)),
+        _ssma("cityscapes", "cityscapes11", "jet", 82.29, _JET_CITYSCAPES),
+        _ssma("cityscapes", "cityscapes11", "hha", 82.64, _HHA),
+        _ssma("synthia", "synthia", "jet", 91.25, _JET),
+        _ssma("sun", "sunrgbd", "jet", 43.9, _JET_SUN),
+        _ssma("sun", "sunrgbd", "hha", 44.3, _HHA_SUN),
+        _ssma("scannetv2", "scannet", "jet", 66.29, _JET),
+        _ssma("scannetv2", "scannet", "hha", 66.34, _HHA),
+        _ssma("forest", "freiburg_forest", "jet", 83.81, _JET),
+        _ssma("forest", "freiburg_forest", "evi", 83.9, _EVI),
     )
 }
 

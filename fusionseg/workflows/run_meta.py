@@ -18,21 +18,34 @@ from fusionseg.registry import model_kind
 EXPERT_KIND = model_kind("adapnetpp").checkpoint_kind  # "expert": checkpoints of train-unimodal
 
 
-def check_num_classes(cfg: RunConfig) -> Any:
+def check_num_classes(cfg: RunConfig, *, source: str | None = None) -> Any:
     """The dataset's `DatasetInfo`, after checking that `model.num_classes` is its class count.
+
+    Args:
+        cfg: The run config (`data.dataset`, `model.num_classes`).
+        source: What fixed the class count when it is not the user's config, e.g. "the checkpoint
+            model.ckpt-1" (`import-deepscene`): the message then blames `dataset`, names the source and
+            lists the built-in datasets with that many classes.
 
     Raises:
         ConfigError: the counts differ (void included).
     """
-    from fusionseg.data.catalog import get_dataset_info
+    from fusionseg.data.catalog import DATASETS, get_dataset_info
 
     info = get_dataset_info(cfg.data.dataset)
-    if cfg.model.num_classes != info.num_classes:
+    classes = cfg.model.num_classes
+    if classes == info.num_classes:
+        return info
+    if source is None:
         raise ConfigError(
-            f"model.num_classes is {cfg.model.num_classes} but dataset {info.name!r} has "
-            f"{info.num_classes} classes (void included)"
+            f"model.num_classes is {classes} but dataset {info.name!r} has {info.num_classes} classes "
+            "(void included)"
         )
-    return info
+    fitting = [name for name, other in DATASETS.items() if other.num_classes == classes]
+    raise ConfigError(
+        f"dataset: {info.name!r} has {info.num_classes} classes (void included), {source} predicts "
+        f"{classes}" + (f"; datasets with {classes}: {', '.join(fitting)}" if fitting else "")
+    )
 
 
 def checkpoint_meta(

@@ -23,30 +23,6 @@ from fusionseg.tfimport import convert
 from fusionseg.tfimport.convert import import_deepscene
 
 
-@pytest.fixture(scope="module")
-def dev(shared_data: Path) -> Path:
-    folder = shared_data / "deepscene-tf-dev"
-    if not (folder / "model.ckpt-1.index").is_file():
-        pytest.skip(f"{folder} not present")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def converted(dev: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("import") / "dev.pt"
-    assert main(["import-deepscene", str(dev), "--dataset", "cityscapes11", "--out", str(out)]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
-def outputs(dev: Path, converted: Path):
-    model = model_from_checkpoint(load_checkpoint(converted))
-    bgr = np.load(dev / "inputs.npz")["rgb_bgr_u8"]
-    x = torch.from_numpy(bgr.astype(np.float32)).permute(2, 0, 1)[None]  # (1, 3, 384, 768) BGR 0-255
-    with torch.no_grad():
-        return model, x, model({"rgb": x})
-
-
 def nchw(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(array.astype(np.float32)).permute(0, 3, 1, 2)  # NHWC float16 -> NCHW float32
 
@@ -227,9 +203,16 @@ def test_zoo_entries_fit_the_catalog_and_the_published_class_counts() -> None:
     from fusionseg.tfimport.zoo import ZOO
 
     assert {get_dataset_info(m.dataset).num_classes for m in ZOO.values()} == {6, 12, 20, 21, 38}
-    assert all(get_modality(m.modality).channels == 3 for m in ZOO.values())
+    assert all(get_modality(m).channels == 3 for entry in ZOO.values() for m in entry.modalities)
     assert ZOO["adapnetpp-cityscapes-rgb"].published_miou == 80.77 and ZOO["adapnetpp-forest-evi"].verified
     assert ZOO["adapnetpp-cityscapes19-rgb"].easpp_rates == (6, 12, 18)
+    ssma = [m for m in ZOO.values() if m.model == "ssma"]
+    assert len(ssma) == 9 and all(m.verified and m.modalities[0] == "rgb" for m in ssma)  # SSMA README
+    assert (
+        ZOO["ssma-sun-rgb-hha"].modalities == ("rgb", "hha")
+        and ZOO["ssma-forest-rgb-evi"].published_miou == 83.9
+    )
+    assert not any(m.model == "cmode" for m in ZOO.values())  # the CMoDE README publishes no models
 
 
 def test_import_with_a_zoo_name_records_its_entry(dev: Path, tmp_path: Path, capsys) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,27 +26,9 @@ TF = "resnet_v2_50/"
 UNIT = TF + "block{b}/unit_{u}/bottleneck_v1/"
 
 
-def read_tensor_list(path: Path) -> dict[str, tuple[int, ...]]:
-    """`name<TAB>[shape]<TAB>dtype` lines -> {name: shape}."""
-    shapes = {}
-    for line in path.read_text().splitlines():
-        name, shape, _dtype = line.split("\t")
-        inner = shape.strip("[]").strip()
-        shapes[name] = tuple(int(s) for s in inner.split(",")) if inner else ()
-    return shapes
-
-
 @pytest.fixture(scope="module")
-def tf_lists(shared_data: Path) -> Path:
-    folder = shared_data.parent / "reference" / "tf-variables"
-    if not (folder / "adapnetpp.txt").is_file():
-        pytest.skip(f"TF tensor lists not found under {folder}")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def adapnet_shapes(tf_lists: Path) -> dict[str, tuple[int, ...]]:
-    return read_tensor_list(tf_lists / "adapnetpp.txt")
+def adapnet_shapes(tf_shapes) -> dict[str, tuple[int, ...]]:
+    return tf_shapes("adapnetpp")
 
 
 def _adapnet(device: str = "meta", *, aux: bool = True) -> torch.nn.Module:
@@ -224,8 +205,8 @@ def _marked(shapes: dict, marks: dict[str, float]) -> dict[str, np.ndarray]:
     return arrays
 
 
-def test_ssma_mapping_covers_the_tensor_list(tf_lists: Path) -> None:
-    shapes = read_tensor_list(tf_lists / "ssma.txt")
+def test_ssma_mapping_covers_the_tensor_list(tf_shapes) -> None:
+    shapes = tf_shapes("ssma")
     model = _fused("ssma")
     rules = ssma_mapping(model)
     check_mapping_covers(rules, shapes, model)
@@ -243,8 +224,8 @@ def test_ssma_mapping_covers_the_tensor_list(tf_lists: Path) -> None:
     assert torch.all(state["experts.depth.easpp.fuse.conv.weight"] == 0.0)
 
 
-def test_cmode_mapping_covers_the_tensor_list(tf_lists: Path) -> None:
-    shapes = read_tensor_list(tf_lists / "cmode.txt")
+def test_cmode_mapping_covers_the_tensor_list(tf_shapes) -> None:
+    shapes = tf_shapes("cmode")
     model = _fused("cmode")
     rules = cmode_mapping(model)
     check_mapping_covers(rules, shapes, model)
@@ -260,8 +241,8 @@ def test_cmode_mapping_covers_the_tensor_list(tf_lists: Path) -> None:
     assert torch.equal(state["fusion.gates.0.fc2.weight"], torch.from_numpy(fc.T.copy()))
 
 
-def test_ssma_refuses_a_missing_fusion_tensor(tf_lists: Path) -> None:
-    shapes = read_tensor_list(tf_lists / "ssma.txt")
+def test_ssma_refuses_a_missing_fusion_tensor(tf_shapes) -> None:
+    shapes = tf_shapes("ssma")
     del shapes["conv552/biases"]
     model = _fused("ssma")
     with pytest.raises(CheckpointError, match="lacks tensor 'conv552/biases'"):
