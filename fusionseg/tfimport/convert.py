@@ -28,6 +28,7 @@ import torch
 
 from fusionseg.config import RunConfig, config_from_dict, config_to_dict
 from fusionseg.data.modality_specs import modality_channels
+from fusionseg.data.recipe import InputRecipe, recipes_from_prepare_meta
 from fusionseg.engine.checkpoint import checkpoint_header, save_checkpoint
 from fusionseg.errors import CheckpointError, ConfigError
 from fusionseg.registry import model_kind
@@ -43,7 +44,7 @@ from fusionseg.tfimport.convert_fused import (
     fused_sections,
 )
 from fusionseg.tfimport.mapping import apply_mapping
-from fusionseg.tfimport.zoo import zoo_model
+from fusionseg.tfimport.zoo import ZooModel, zoo_model
 from fusionseg.workflows.run_meta import check_num_classes, checkpoint_meta
 
 IMPORT_MODELS = tuple(MAPPINGS)  # "adapnetpp", "ssma", "cmode"
@@ -73,6 +74,17 @@ class ImportReport:
             "tensors": self.tensors,
             "elements": self.elements,
         }
+
+
+def _recipes(modalities: Sequence[str], entry: ZooModel | None) -> dict[str, InputRecipe]:
+    """How the imported model's inputs are made: raw inputs as captured, and the zoo entry's exact
+    prepare-depth settings where it has them; nothing is guessed for the rest."""
+    recipes = recipes_from_prepare_meta({}, modalities, source="raw inputs")
+    for modality, settings in (entry.prepare if entry else {}).items():
+        if modality in modalities:
+            source = f"zoo {entry.name}"
+            recipes[modality] = InputRecipe(modality=modality, product=modality, source=source, **settings)
+    return recipes
 
 
 def import_deepscene(
@@ -129,7 +141,9 @@ def import_deepscene(
     cfg = _import_config(model, tensors, dataset, chosen, easpp_rates)
     check_num_classes(cfg, source=f"the checkpoint {source}")
     kind = model_kind(model)
-    meta = checkpoint_meta(cfg, kind=kind.checkpoint_kind, in_channels=channels)
+    meta = checkpoint_meta(
+        cfg, kind=kind.checkpoint_kind, in_channels=channels, recipes=_recipes(chosen, entry)
+    )
     with torch.device("meta"):
         net = kind.build(cfg, channels)
     state = apply_mapping(MAPPINGS[model](net), tensors, net)

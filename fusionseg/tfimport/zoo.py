@@ -18,7 +18,7 @@ graph's `rgb` expert, the second its `depth` expert (`reference/deepscene-tf.md`
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fusionseg.errors import ConfigError
@@ -42,6 +42,14 @@ _HHA = (
 )
 _HHA_SUN = "HHA of the raw depth (no completion for SUN RGB-D): fusionseg prepare-depth --hha"
 _EVI = "EVI from the NIR and RGB images: fusionseg prepare-depth --evi"
+# The settings behind each recipe text (InputRecipe fields), where the recipe is known exactly.
+_PREPARE: dict[str, dict[str, Any]] = {
+    _JET: {"complete": "multiscale", "jet_max_depth_m": 7.0},
+    _JET_SUN: {"complete": "none", "jet_max_depth_m": 7.0},
+    _HHA: {"complete": "multiscale"},
+    _HHA_SUN: {"complete": "none"},
+    _EVI: {},
+}
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,10 @@ class ZooModel:
         easpp_rates: eASPP rates of the model (of each expert).
         published_miou: README val mIoU in % (None where none is published).
         recipe: How to make the inputs from raw data (one `modality: recipe` part per non-RGB input).
+        prepare: modality -> the prepare-depth settings of that recipe (`data.recipe.InputRecipe` fields:
+            complete, jet_max_depth_m), for the inputs whose recipe is known exactly; recorded as the
+            imported checkpoint's input recipes, so `predict --raw` makes them on the fly. RGB needs
+            none; Cityscapes' inverted JET is unverified and gets none.
     """
 
     name: str
@@ -68,6 +80,7 @@ class ZooModel:
     easpp_rates: tuple[int, int, int]
     published_miou: float | None
     recipe: str
+    prepare: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -88,17 +101,18 @@ def _entry(token: str, dataset: str, modality: str, miou: float | None, recipe: 
     )
     name = f"adapnetpp-{token.replace('_', '')}-{_zoo_modality(modality)}"
     rates = kw.get("easpp_rates", (3, 6, 12))
-    return ZooModel(name, file, verified, "adapnetpp", dataset, (modality,), rates, miou, recipe)
+    prepare = {modality: _PREPARE[recipe]} if recipe in _PREPARE else {}
+    return ZooModel(name, file, verified, "adapnetpp", dataset, (modality,), rates, miou, recipe, prepare)
 
 
 def _ssma(token: str, dataset: str, second: str, miou: float, recipe: str) -> ZooModel:
     """An SSMA release: RGB (modality 1, TF scope `rgb`) fused with `second` (scope `depth`)."""
     pair = f"rgb_{_zoo_modality(second)}"
     name = f"ssma-{token.replace('scannetv2', 'scannet')}-{pair.replace('_', '-')}"
+    prepare = {second: _PREPARE[recipe]} if recipe in _PREPARE else {}
     recipe = f"rgb: {_BGR}; {second}: {recipe}"
-    return ZooModel(
-        name, f"{token}_ssma_{pair}.zip", True, "ssma", dataset, ("rgb", second), (3, 6, 12), miou, recipe
-    )
+    file = f"{token}_ssma_{pair}.zip"
+    return ZooModel(name, file, True, "ssma", dataset, ("rgb", second), (3, 6, 12), miou, recipe, prepare)
 
 
 ZOO: dict[str, ZooModel] = {

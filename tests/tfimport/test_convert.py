@@ -18,7 +18,7 @@ import torch
 
 from fusionseg.cli import main
 from fusionseg.engine.checkpoint import load_checkpoint, model_from_checkpoint
-from fusionseg.errors import CheckpointError
+from fusionseg.errors import CheckpointError, DataError
 from fusionseg.tfimport import convert
 from fusionseg.tfimport.convert import import_deepscene
 
@@ -232,3 +232,18 @@ def test_import_with_a_zoo_name_records_its_entry(dev: Path, tmp_path: Path, cap
     assert main(["zoo", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert {m["name"] for m in listed} >= {"adapnetpp-cityscapes-rgb", "adapnetpp-sun-hha"}
+
+
+def test_a_zoo_import_records_the_exact_input_recipe(dev: Path, tmp_path: Path) -> None:
+    from fusionseg import Segmenter
+
+    out = import_deepscene(dev, tmp_path / "hha.pt", zoo="adapnetpp-cityscapes-hha").out
+    recipe = load_checkpoint(out)["input_recipes"]["hha"]
+    assert (recipe["product"], recipe["complete"]) == ("hha", "multiscale")
+    assert recipe["source"] == "zoo adapnetpp-cityscapes-hha"
+    assert Segmenter.from_checkpoint(out, device="cpu").raw_needs() == {"depth", "intrinsics"}
+    # Cityscapes' inverted JET is unverified: no recipe is recorded, and --raw says so
+    jet = import_deepscene(dev, tmp_path / "jet.pt", zoo="adapnetpp-cityscapes-depth").out
+    assert "jet" not in load_checkpoint(jet)["input_recipes"]
+    with pytest.raises(DataError, match="does not record how its 'jet' input was made"):
+        Segmenter.from_checkpoint(jet, device="cpu").raw_needs()
