@@ -76,12 +76,31 @@ def _complete(depth_m: np.ndarray, options: PrepareOptions) -> np.ndarray:
     """ip_basic completion (§1.4 / §1.5) with its "still missing" residues (<= 0.1 m, §1.2) set to 0."""
     from fusionseg.modalities import completion
 
+    if options.completion_backend == "torch":
+        return _complete_torch(depth_m, options)
     fill = completion.fill_in_fast if options.complete == "fast" else completion.fill_in_multiscale
     filled = fill(
         depth_m, max_depth=options.max_depth_m, extrapolate=options.extrapolate, blur_type=options.blur
     )
     # 0 means missing everywhere downstream (HHA mask, JET black, 16-bit file)
     return np.where(filled > completion.VALID_THRESHOLD_M, filled, np.float32(0.0)).astype(np.float32)
+
+
+def _complete_torch(depth_m: np.ndarray, options: PrepareOptions) -> np.ndarray:
+    """`_complete` with the batched torch back-end on `options.device` (a batch of one frame)."""
+    import torch
+
+    from fusionseg.modalities.completion_torch import complete_depth_torch
+
+    filled = complete_depth_torch(
+        torch.from_numpy(depth_m)[None],  # (1, H, W) m
+        method=options.complete,
+        max_depth=options.max_depth_m,
+        extrapolate=options.extrapolate,
+        blur_type=options.blur,
+        device=options.device,
+    )
+    return filled[0].cpu().numpy()
 
 
 def _hha_bgr(depth_m: np.ndarray, intr: Intrinsics, raw_depth_m: np.ndarray | None) -> np.ndarray:
