@@ -236,6 +236,15 @@ def _decode(path: Path, flags: int) -> np.ndarray:
     return image
 
 
+def read_unchanged(path: str | Path) -> np.ndarray:
+    """Decode an image as `cv2.imread(path, cv2.IMREAD_UNCHANGED)` does (any depth and channels).
+
+    Raises:
+        DataError: missing, unreadable, oversized or corrupt file (one line naming it).
+    """
+    return _decode(Path(path), cv2.IMREAD_UNCHANGED)
+
+
 def read_image(path: str | Path, *, order: str = "bgr") -> NDArray[np.uint8]:
     """Read an 8-bit colour image.
 
