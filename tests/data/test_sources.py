@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from stream_helpers import H, W, colour, compressed_msg, image_msg, read_video, write_bag, write_video
 
 from fusionseg.data.io import write_png
 from fusionseg.data.sources import (
@@ -22,26 +23,6 @@ from fusionseg.data.sources.frames import read_video_frames
 from fusionseg.data.sources.rosbag import decode_image_message
 from fusionseg.errors import ConfigError, DataError
 
-H, W = 32, 48
-
-
-def _colour(index: int) -> np.ndarray:
-    """A frame whose mean colour encodes its index (survives lossy codecs)."""
-    image = np.zeros((H, W, 3), np.uint8)
-    image[:, :, 0] = 20 * index  # B
-    image[:, :, 2] = 200 - 20 * index  # R
-    return image
-
-
-def _write_video(path: Path, frames: int, fourcc: str = "MJPG", fps: float = 5.0) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (W, H))
-    assert writer.isOpened(), f"this OpenCV cannot write {fourcc}"
-    for i in range(frames):
-        writer.write(_colour(i))
-    writer.release()
-    return path
-
-
 # --------------------------------------------------------------------------------------------------
 # Image sequences
 # --------------------------------------------------------------------------------------------------
@@ -49,7 +30,7 @@ def _write_video(path: Path, frames: int, fourcc: str = "MJPG", fps: float = 5.0
 
 def test_natural_order_and_pairing_by_stem(tmp_path: Path) -> None:
     for i in (10, 2, 1):
-        write_png(tmp_path / "rgb" / f"frame{i}.png", _colour(i % 7))
+        write_png(tmp_path / "rgb" / f"frame{i}.png", colour(i % 7))
         write_png(tmp_path / "depth" / f"frame{i}.png", np.full((H, W), 1000 + i, np.uint16))
     assert sorted(["f10", "f2", "F1"], key=natural_key) == ["F1", "f2", "f10"]
     source = ImageSequence(tmp_path / "rgb", depth=tmp_path / "depth")
@@ -63,7 +44,7 @@ def test_natural_order_and_pairing_by_stem(tmp_path: Path) -> None:
 
 def test_bad_image_and_missing_or_wrong_size_depth_are_bad_frames(tmp_path: Path) -> None:
     for i in range(4):
-        write_png(tmp_path / "rgb" / f"{i}.png", _colour(i))
+        write_png(tmp_path / "rgb" / f"{i}.png", colour(i))
     (tmp_path / "rgb" / "1.png").write_bytes(b"not a png")
     write_png(tmp_path / "depth" / "0.png", np.ones((H, W), np.uint16))
     write_png(tmp_path / "depth" / "1.png", np.ones((H, W), np.uint16))
@@ -84,7 +65,7 @@ def test_bad_image_and_missing_or_wrong_size_depth_are_bad_frames(tmp_path: Path
 
 
 def test_video_frames_in_order_with_index_ids_and_times(tmp_path: Path) -> None:
-    source = open_source(_write_video(tmp_path / "clip.avi", 6))
+    source = open_source(write_video(tmp_path / "clip.avi", 6))
     assert isinstance(source, VideoSource) and len(source) == 6
     frames = list(source)
     assert [f.id for f in frames] == [f"{i:06d}" for i in range(6)]
@@ -105,7 +86,7 @@ def test_corrupt_video_is_one_line_naming_the_file(tmp_path: Path) -> None:
 
 
 def test_truncated_video_is_one_line_naming_it(tmp_path: Path) -> None:
-    path = _write_video(tmp_path / "clip.avi", 8)
+    path = write_video(tmp_path / "clip.avi", 8)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) * 2 // 3])  # cut inside the frames: no index, no end of list
     with pytest.raises(DataError) as info:
@@ -124,7 +105,7 @@ class _FlakyCapture:
         self.position += 1
         if index >= self.count or index == 2:
             return False, None
-        return True, _colour(index)
+        return True, colour(index)
 
     def get(self, prop: int) -> float:
         return 0.0
@@ -152,26 +133,18 @@ def test_a_bad_frame_in_the_middle_is_reported_and_the_rest_follows(tmp_path: Pa
 def test_overlay_video_is_readable_back(tmp_path: Path) -> None:
     with OverlayVideoWriter(tmp_path / "out" / "overlay.mp4", fps=4.0) as writer:
         for i in range(5):
-            writer.write(_colour(i))
-        writer.write(cv2.resize(_colour(5), (W * 2, H * 2)))  # another size: resized to the first
+            writer.write(colour(i))
+        writer.write(cv2.resize(colour(5), (W * 2, H * 2)))  # another size: resized to the first
     assert writer.path is not None and writer.path.is_file() and writer.frames == 6
     assert not list((tmp_path / "out").glob("*.part*"))
-    capture = cv2.VideoCapture(str(writer.path))
-    assert capture.isOpened()
-    read = []
-    while True:
-        ok, image = capture.read()
-        if not ok:
-            break
-        read.append(image)
-    capture.release()
+    read = read_video(writer.path)
     assert len(read) == 6 and read[0].shape == (H, W, 3)
     assert abs(float(read[3][:, :, 0].mean()) - 60) < 8
 
 
 def test_overlay_video_abort_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), OverlayVideoWriter(tmp_path / "v.avi") as writer:
-        writer.write(_colour(0))
+        writer.write(colour(0))
         raise RuntimeError("stop")
     assert list(tmp_path.iterdir()) == []
 
@@ -181,67 +154,9 @@ def test_overlay_video_abort_leaves_nothing(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _image_msg(typestore, stamp_ns: int, array: np.ndarray, encoding: str, ros1: bool):
-    types = typestore.types
-    time = types["builtin_interfaces/msg/Time"](sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
-    header_type = types["std_msgs/msg/Header"]
-    header = (
-        header_type(seq=0, stamp=time, frame_id="cam") if ros1 else header_type(stamp=time, frame_id="cam")
-    )
-    height, width = array.shape[:2]
-    data = np.ascontiguousarray(array).view(np.uint8).reshape(-1)
-    return types["sensor_msgs/msg/Image"](
-        header=header,
-        height=height,
-        width=width,
-        encoding=encoding,
-        is_bigendian=0,
-        step=data.size // height,
-        data=data,
-    )
-
-
-def _compressed_msg(typestore, stamp_ns: int, bgr: np.ndarray):
-    types = typestore.types
-    time = types["builtin_interfaces/msg/Time"](sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
-    ok, png = cv2.imencode(".png", bgr)
-    assert ok
-    header = types["std_msgs/msg/Header"](stamp=time, frame_id="cam")
-    return types["sensor_msgs/msg/CompressedImage"](header=header, format="png", data=png.reshape(-1))
-
-
-def _write_bag(path: Path, ros1: bool) -> Path:
-    """rgb8 colour at 0, 100, 200, 300 ms; 16UC1 depth 5 ms later except for the frame at 200 ms."""
-    rosbags = pytest.importorskip("rosbags")
-    from rosbags.typesys import Stores, get_typestore
-
-    assert rosbags
-    typestore = get_typestore(Stores.ROS1_NOETIC if ros1 else Stores.ROS2_HUMBLE)
-    if ros1:
-        from rosbags.rosbag1 import Writer
-
-        writer, serialize = Writer(path), typestore.serialize_ros1
-    else:
-        from rosbags.rosbag2 import Writer
-
-        writer, serialize = Writer(path, version=9), typestore.serialize_cdr
-    image_type = "sensor_msgs/msg/Image"
-    with writer:
-        rgb = writer.add_connection("/camera/color", image_type, typestore=typestore)
-        depth = writer.add_connection("/camera/depth", image_type, typestore=typestore)
-        for i, stamp in enumerate((0, 100, 200, 300)):
-            t = 10**9 + stamp * 10**6
-            msg = _image_msg(typestore, t, _colour(i)[:, :, ::-1], "rgb8", ros1)
-            writer.write(rgb, t, serialize(msg, image_type))
-            if stamp != 200:
-                d = _image_msg(typestore, t + 5 * 10**6, np.full((H, W), 1000 + i, np.uint16), "16UC1", ros1)
-                writer.write(depth, t + 5 * 10**6, serialize(d, image_type))
-    return path
-
-
 @pytest.mark.parametrize("ros1", [True, False], ids=["ros1", "ros2"])
 def test_bag_frames_pair_depth_by_nearest_stamp(tmp_path: Path, ros1: bool) -> None:
-    bag = _write_bag(tmp_path / ("run.bag" if ros1 else "run"), ros1)
+    bag = write_bag(tmp_path / ("run.bag" if ros1 else "run"), ros1)
     source = open_source(bag, rgb_topic="/camera/color", depth_topic="/camera/depth", max_offset_s=0.02)
     assert isinstance(source, RosbagSource) and len(source) == 4
     frames = list(source)
@@ -250,7 +165,7 @@ def test_bag_frames_pair_depth_by_nearest_stamp(tmp_path: Path, ros1: bool) -> N
     good = [f for f in frames if f.error is None]
     assert [f.index for f in good] == [0, 1, 3]
     for frame in good:
-        np.testing.assert_array_equal(frame.rgb, _colour(frame.index))  # rgb8 -> BGR, lossless
+        np.testing.assert_array_equal(frame.rgb, colour(frame.index))  # rgb8 -> BGR, lossless
         assert frame.depth.dtype == np.uint16 and int(frame.depth[0, 0]) == 1000 + frame.index
     assert "/camera/color message 2" in frames[2].error and "within 0.02 s" in frames[2].error
     # without a depth topic every frame is good; a wide tolerance pairs frame 2 with a neighbour
@@ -260,7 +175,7 @@ def test_bag_frames_pair_depth_by_nearest_stamp(tmp_path: Path, ros1: bool) -> N
 
 
 def test_bag_topics_and_files_are_checked(tmp_path: Path) -> None:
-    bag = _write_bag(tmp_path / "run.bag", ros1=True)
+    bag = write_bag(tmp_path / "run.bag", ros1=True)
     with pytest.raises(DataError, match=r"no topic '/nope' \(topics: /camera/color, /camera/depth\)"):
         RosbagSource(bag, rgb_topic="/nope")
     with pytest.raises(ConfigError, match="rgb_topic"):
@@ -276,7 +191,7 @@ def test_decode_image_messages_of_every_encoding() -> None:
     from rosbags.typesys import Stores, get_typestore
 
     typestore = get_typestore(Stores.ROS2_HUMBLE)
-    bgr = _colour(3)
+    bgr = colour(3)
     cases = {
         "rgb8": (bgr[:, :, ::-1], bgr),
         "bgr8": (bgr, bgr),
@@ -285,19 +200,19 @@ def test_decode_image_messages_of_every_encoding() -> None:
         "32FC1": (np.linspace(0, 5, H * W, dtype=np.float32).reshape(H, W), None),
     }
     for encoding, (array, expected) in cases.items():
-        msg = _image_msg(typestore, 1, array, encoding, ros1=False)
+        msg = image_msg(typestore, 1, array, encoding, ros1=False)
         image = decode_image_message(msg, "sensor_msgs/msg/Image", "t")
         np.testing.assert_array_equal(image, array if expected is None else expected)
         assert image.dtype == array.dtype
-    compressed = _compressed_msg(typestore, 1, bgr)
+    compressed = compressed_msg(typestore, 1, bgr)
     np.testing.assert_array_equal(
         decode_image_message(compressed, "sensor_msgs/msg/CompressedImage", "t"), bgr
     )
-    short = _image_msg(typestore, 1, bgr, "bgr8", ros1=False)
+    short = image_msg(typestore, 1, bgr, "bgr8", ros1=False)
     short.data = short.data[:-1]
     with pytest.raises(DataError, match="t: 48x32 bgr8 needs 32 rows"):
         decode_image_message(short, "sensor_msgs/msg/Image", "t")
-    odd = _image_msg(typestore, 1, bgr, "yuv422", ros1=False)
+    odd = image_msg(typestore, 1, bgr, "yuv422", ros1=False)
     with pytest.raises(DataError, match="unsupported encoding 'yuv422'"):
         decode_image_message(odd, "sensor_msgs/msg/Image", "t")
 
