@@ -13,7 +13,7 @@ still goes into the video), so an interrupted run resumes.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +31,7 @@ OVERLAY_DIR = "overlays"
 VIDEO_NAME = "overlay.mp4"
 DEFAULT_FPS = 10.0  # video frame rate when the source gives no timestamps
 
-MakeInputs = Callable[[Segmenter, Frame], Mapping[str, np.ndarray]]
+# (segmenter, frame) -> (H, W) uint8 class ids at the frame's size
 Predict = Callable[[Segmenter, Frame], NDArray[np.uint8]]
 
 
@@ -89,7 +89,7 @@ class StreamSummary:
 
 def frame_inputs(seg: Segmenter, frame: Frame) -> dict[str, np.ndarray]:
     """The model inputs a frame provides directly: "rgb" from its colour image, raw depth modalities
-    (kind "depth") from its depth image; a modality made from depth (HHA, JET) needs `make_inputs`.
+    (kind "depth") from its depth image; a modality made from depth (HHA, JET) needs `predict_frame`.
 
     Raises:
         DataError: the model reads a modality the frame does not carry (one line naming the frame).
@@ -105,9 +105,14 @@ def frame_inputs(seg: Segmenter, frame: Frame) -> dict[str, np.ndarray]:
         else:
             raise DataError(
                 f"frame {frame.id}: the model reads {name!r}, which a stream frame does not carry; "
-                "pass `make_inputs` (e.g. built with Segmenter.predict_raw's recipe)"
+                "pass `predict_frame` (e.g. one calling Segmenter.predict_raw with the model's recipe)"
             )
     return inputs
+
+
+def default_predict(seg: Segmenter, frame: Frame) -> NDArray[np.uint8]:
+    """`predict_stream`'s default model stage: the frame's own arrays through `Segmenter.predict`."""
+    return seg.predict(frame_inputs(seg, frame))
 
 
 def _timing(values: list[float]) -> StageTiming:
@@ -224,7 +229,7 @@ def predict_stream(
     *,
     device: str = "auto",
     depth_scale: str | float | None = None,
-    make_inputs: MakeInputs | None = None,
+    predict_frame: Predict | None = None,
     video: bool = True,
     alpha: float = 0.5,
     overwrite: bool = False,
@@ -241,7 +246,8 @@ def predict_stream(
         out_dir: Output folder (created).
         device: Torch device for a checkpoint path ("auto", "cpu", "cuda").
         depth_scale: Metres per unit of uint16 depth frames, for a checkpoint path.
-        make_inputs: Frame -> model inputs; default `frame_inputs` (rgb and raw depth as they come).
+        predict_frame: (segmenter, frame) -> (H, W) uint8 classes, timed as the "model" stage; default
+            `default_predict`: `seg.predict(frame_inputs(seg, frame))` (rgb and raw depth as they come).
         video: Also write the overlay video.
         alpha: Weight of the class colours in the overlays, 0..1.
         overwrite: Recompute frames whose outputs exist (default: skip them, reusing their overlay).
@@ -264,11 +270,7 @@ def predict_stream(
         seg = Segmenter.from_checkpoint(seg, device=device, depth_scale=depth_scale)
     source = open_source(source) if isinstance(source, (str, Path)) else source
     out = ensure_writable_dir(out_dir)
-    build = make_inputs or frame_inputs
-
-    def predict(model: Segmenter, frame: Frame) -> NDArray[np.uint8]:
-        return model.predict(build(model, frame))
-
+    predict = predict_frame or default_predict
     total = len(source)
     if max_frames is not None:
         total = min(total, max_frames) if total else max_frames

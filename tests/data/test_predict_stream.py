@@ -113,13 +113,13 @@ def test_inputs_the_frame_cannot_give_fail_that_frame_only(tmp_path: Path) -> No
     with pytest.raises(DataError, match="reads 'depth' but the source gives no depth"):
         frame_inputs(_ThresholdSegmenter(("rgb", "depth")), frame)
     summary = predict_stream(_ThresholdSegmenter(("rgb", "hha")), clip, tmp_path / "out", video=False)
-    assert summary.failed == 2 and "make_inputs" in summary.failures[0][1]
+    assert summary.failed == 2 and "predict_frame" in summary.failures[0][1]
     assert "frame 000000" in summary.failures[0][1]
     made = predict_stream(
         _ThresholdSegmenter(("rgb", "hha")),
         clip,
         tmp_path / "made",
-        make_inputs=lambda seg, f: {"rgb": f.rgb, "hha": f.rgb},
+        predict_frame=lambda seg, f: seg.predict({"rgb": f.rgb, "hha": f.rgb}),
     )
     assert made.done == 2
 
