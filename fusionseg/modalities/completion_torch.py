@@ -133,10 +133,28 @@ def median_blur5(values: Tensor) -> Tensor:
     return windows.flatten(-2).median(dim=-1).values  # (B, H, W); 25 values: median is the 13th
 
 
+def _reflect101_index(size: int, pad: int, device: torch.device) -> Tensor:
+    """Source indices of positions -pad .. size+pad-1 under OpenCV's BORDER_REFLECT_101 (any size)."""
+    index = torch.arange(-pad, size + pad, device=device)
+    if size == 1:
+        return torch.zeros_like(index)
+    period = 2 * size - 2
+    index = index.abs() % period
+    return torch.where(index >= size, period - index, index)
+
+
+def pad_reflect101(values: Tensor, pad: int) -> Tensor:
+    """(B, H, W) -> (B, H + 2 pad, W + 2 pad) with BORDER_REFLECT_101 borders (also for H or W <= pad,
+    where torch's "reflect" padding refuses)."""
+    rows = _reflect101_index(values.shape[1], pad, values.device)
+    cols = _reflect101_index(values.shape[2], pad, values.device)
+    return values.index_select(1, rows).index_select(2, cols)
+
+
 def gaussian_blur5(values: Tensor) -> Tensor:
     """`cv2.GaussianBlur(values, (5, 5), 0)` on (B, H, W) float32 (fixed table, REFLECT_101 border)."""
     taps = torch.tensor(_GAUSS_5, dtype=values.dtype, device=values.device)
-    padded = F.pad(values.unsqueeze(1), (2, 2, 2, 2), mode="reflect")  # reflect = BORDER_REFLECT_101
+    padded = pad_reflect101(values, 2).unsqueeze(1)  # (B, 1, H+4, W+4)
     rows = F.conv2d(padded, taps.view(1, 1, 1, 5))  # (B, 1, H+4, W)
     return F.conv2d(rows, taps.view(1, 1, 5, 1)).squeeze(1)  # (B, H, W)
 
@@ -161,7 +179,7 @@ def bilateral_filter5(values: Tensor, sigma_color: float, sigma_space: float) ->
     flat_image = (span.abs() < _FLT_EPSILON).view(batch, 1, 1)  # OpenCV copies such an image unchanged
     color_coeff = torch.tensor(-0.5 / (sigma_color * sigma_color), dtype=values.dtype, device=values.device)
     r = _BILATERAL_RADIUS
-    padded = F.pad(values.unsqueeze(1), (r, r, r, r), mode="reflect").squeeze(1)  # (B, H+4, W+4)
+    padded = pad_reflect101(values, r)  # (B, H+4, W+4)
     weight_sum = torch.zeros_like(values)
     value_sum = torch.zeros_like(values)
     for dy, dx, space_weight in _space_offsets(sigma_space):

@@ -6,6 +6,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import array_shapes, arrays
 
 from fusionseg.modalities import completion
 from fusionseg.modalities.completion_torch import (
@@ -16,6 +19,7 @@ from fusionseg.modalities.completion_torch import (
     fill_in_multiscale_torch,
     gaussian_blur5,
     median_blur5,
+    pad_reflect101,
 )
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -166,6 +170,36 @@ def test_bad_options_are_refused() -> None:
         fill_in_multiscale_torch(depth, dilation_kernel_near=np.full((3, 3), 2, np.uint8))
     with pytest.raises(ValueError, match="method"):
         complete_depth_torch(depth, method="slow")
+
+
+def test_reflect101_padding_matches_opencv_at_every_size() -> None:
+    for height, width in ((1, 1), (1, 4), (2, 3), (3, 2), (5, 7)):
+        image = np.arange(height * width, dtype=np.float32).reshape(height, width)
+        got = pad_reflect101(torch.from_numpy(image)[None], 2)[0].numpy()
+        np.testing.assert_array_equal(got, cv2.copyMakeBorder(image, 2, 2, 2, 2, cv2.BORDER_REFLECT_101))
+
+
+# Sparse maps of any small size (1x1 included): 0 or a depth inside ip_basic's 0.1..99.9 m range.
+depth_maps = arrays(
+    np.float32,
+    array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=24),
+    elements=st.one_of(st.just(0.0), st.floats(0.25, 99.5, width=32)),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    depth_m=depth_maps,
+    pair=st.sampled_from(PAIRS),
+    extrapolate=st.booleans(),
+    blur_type=st.sampled_from(["bilateral", "gaussian"]),
+)
+def test_property_equals_numpy_port_on_any_small_map(depth_m, pair, extrapolate, blur_type) -> None:
+    numpy_fill, torch_fill = pair
+    got = torch_fill(torch.from_numpy(depth_m), extrapolate=extrapolate, blur_type=blur_type).numpy()
+    expected = numpy_fill(depth_m, extrapolate=extrapolate, blur_type=blur_type)
+    assert got.shape == expected.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=0, atol=BLUR_TOL_M)
 
 
 # --------------------------------------------------------------------------------------------------
