@@ -160,6 +160,11 @@ class _Outputs:
         from fusionseg.engine.visualize import colorize_labels, overlay_labels
 
         label_path, overlay_path = self.paths(frame)
+        if labels.shape != frame.rgb.shape[:2] or labels.dtype != np.uint8:
+            raise DataError(
+                f"frame {frame.id}: the model gave {labels.dtype} labels of shape {labels.shape}, "
+                f"expected uint8 {frame.rgb.shape[:2]} (the colour image's size)"
+            )
         overlay = overlay_labels(frame.rgb, colorize_labels(labels, self.seg.palette), alpha=self.alpha)
         write_png(label_path, labels)
         write_png(overlay_path, overlay)
@@ -189,6 +194,10 @@ def _run_frame(
         seconds["write"] = time.perf_counter() - start
     except FusionsegError as exc:
         message = str(exc) if frame.id in str(exc) else f"frame {frame.id}: {exc}"
+        return StreamFrameResult(frame.index, frame.id, "failed", message, seconds), None
+    except Exception as exc:  # noqa: BLE001 - one bad frame (or an out-of-memory) must not stop the stream
+        first_line = (str(exc).splitlines() or [""])[0]
+        message = f"frame {frame.id}: {type(exc).__name__}: {first_line}"
         return StreamFrameResult(frame.index, frame.id, "failed", message, seconds), None
     return StreamFrameResult(frame.index, frame.id, "done", "", seconds), overlay
 

@@ -122,6 +122,19 @@ def test_inputs_the_frame_cannot_give_fail_that_frame_only(tmp_path: Path) -> No
         predict_frame=lambda seg, f: seg.predict({"rgb": f.rgb, "hha": f.rgb}),
     )
     assert made.done == 2
+    wrong = predict_stream(
+        _ThresholdSegmenter(),
+        clip,
+        tmp_path / "wrong",
+        predict_frame=lambda seg, f: np.zeros((H // 2, W), np.uint8),
+    )
+    assert wrong.failed == 2 and "labels of shape (16, 48), expected uint8 (32, 48)" in wrong.failures[0][1]
+
+    def crash(seg: Segmenter, f) -> np.ndarray:
+        raise RuntimeError("CUDA out of memory\ntraceback detail")
+
+    crashed = predict_stream(_ThresholdSegmenter(), clip, tmp_path / "crash", predict_frame=crash)
+    assert crashed.failures[0] == ("000000", "frame 000000: RuntimeError: CUDA out of memory")
 
 
 def test_real_checkpoint_on_an_image_sequence(tmp_path: Path) -> None:
