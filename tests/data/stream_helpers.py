@@ -57,6 +57,40 @@ def compressed_msg(typestore, stamp_ns: int, bgr: np.ndarray):
     return types["sensor_msgs/msg/CompressedImage"](header=header, format="png", data=png.reshape(-1))
 
 
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+BAG_K = (50.0, 0.0, 23.5, 0.0, 52.0, 15.5, 0.0, 0.0, 1.0)  # fx, fy, cx, cy = 50, 52, 23.5, 15.5
+
+
+def camera_info_msg(typestore, stamp_ns: int, ros1: bool):
+    """A CameraInfo with K = BAG_K (ROS 1 names its matrices D, K, R, P; ROS 2 d, k, r, p)."""
+    types = typestore.types
+    time = types["builtin_interfaces/msg/Time"](sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
+    header_type = types["std_msgs/msg/Header"]
+    header = (
+        header_type(seq=0, stamp=time, frame_id="cam") if ros1 else header_type(stamp=time, frame_id="cam")
+    )
+    roi = types["sensor_msgs/msg/RegionOfInterest"](
+        x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+    )
+    matrices = {
+        "d": np.zeros(5),
+        "k": np.array(BAG_K),
+        "r": np.eye(3).reshape(-1),
+        "p": np.zeros(12),
+    }
+    matrices = {(name.upper() if ros1 else name): value for name, value in matrices.items()}
+    return types[CAMERA_INFO](
+        header=header,
+        height=H,
+        width=W,
+        distortion_model="plumb_bob",
+        binning_x=0,
+        binning_y=0,
+        roi=roi,
+        **matrices,
+    )
+
+
 def write_bag(path: Path, ros1: bool) -> Path:
     """rgb8 colour at 0, 100, 200, 300 ms; 16UC1 depth 5 ms later except for the frame at 200 ms."""
     rosbags = pytest.importorskip("rosbags")
@@ -76,6 +110,8 @@ def write_bag(path: Path, ros1: bool) -> Path:
     with writer:
         rgb = writer.add_connection("/camera/color", image_type, typestore=typestore)
         depth = writer.add_connection("/camera/depth", image_type, typestore=typestore)
+        info = writer.add_connection("/camera/info", CAMERA_INFO, typestore=typestore)
+        writer.write(info, 10**9, serialize(camera_info_msg(typestore, 10**9, ros1), CAMERA_INFO))
         for i, stamp in enumerate((0, 100, 200, 300)):
             t = 10**9 + stamp * 10**6
             msg = image_msg(typestore, t, colour(i)[:, :, ::-1], "rgb8", ros1)

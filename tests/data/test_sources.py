@@ -22,6 +22,7 @@ from fusionseg.data.sources import (
 from fusionseg.data.sources.frames import read_video_frames
 from fusionseg.data.sources.rosbag import decode_image_message
 from fusionseg.errors import ConfigError, DataError
+from fusionseg.modalities.intrinsics import Intrinsics
 
 # --------------------------------------------------------------------------------------------------
 # Image sequences
@@ -168,18 +169,27 @@ def test_bag_frames_pair_depth_by_nearest_stamp(tmp_path: Path, ros1: bool) -> N
         np.testing.assert_array_equal(frame.rgb, colour(frame.index))  # rgb8 -> BGR, lossless
         assert frame.depth.dtype == np.uint16 and int(frame.depth[0, 0]) == 1000 + frame.index
     assert "/camera/color message 2" in frames[2].error and "within 0.02 s" in frames[2].error
+    assert all(f.intrinsics is None for f in frames)
     # without a depth topic every frame is good; a wide tolerance pairs frame 2 with a neighbour
-    assert all(f.error is None for f in RosbagSource(bag, rgb_topic="/camera/color"))
+    plain = list(RosbagSource(bag, rgb_topic="/camera/color", camera_info_topic="/camera/info"))
+    assert all(f.error is None for f in plain)
+    assert plain[0].intrinsics == Intrinsics(50.0, 52.0, 23.5, 15.5)
     wide = list(RosbagSource(bag, rgb_topic="/camera/color", depth_topic="/camera/depth", max_offset_s=0.2))
     assert all(f.error is None for f in wide)
 
 
 def test_bag_topics_and_files_are_checked(tmp_path: Path) -> None:
     bag = write_bag(tmp_path / "run.bag", ros1=True)
-    with pytest.raises(DataError, match=r"no topic '/nope' \(topics: /camera/color, /camera/depth\)"):
+    with pytest.raises(
+        DataError, match=r"no topic '/nope' \(topics: /camera/color, /camera/depth, /camera/info\)"
+    ):
         RosbagSource(bag, rgb_topic="/nope")
     with pytest.raises(ConfigError, match="rgb_topic"):
         open_source(bag)
+    with pytest.raises(DataError, match="carries sensor_msgs/msg/Image, not CameraInfo"):
+        RosbagSource(bag, rgb_topic="/camera/color", camera_info_topic="/camera/depth")
+    with pytest.raises(DataError, match="carries sensor_msgs/msg/CameraInfo, not Image or CompressedImage"):
+        RosbagSource(bag, rgb_topic="/camera/info")
     junk = tmp_path / "junk.bag"
     junk.write_bytes(b"#ROSBAG V2.0\n garbage")
     with pytest.raises(DataError, match="junk.bag: not a readable ROS bag"):

@@ -54,13 +54,15 @@ def open_source(
     rgb_topic: str | None = None,
     depth_topic: str | None = None,
     max_offset_s: float = 0.02,
+    camera_info_topic: str | None = None,
 ) -> FrameSource:
     """The source `spec` names: a ROS bag, a video file, or a folder / glob of images.
 
     Args:
         spec: ROS 1 .bag file or ROS 2 bag folder; video file (VIDEO_SUFFIXES); image folder or glob.
         depth: For image sequences, a folder or glob of depth images paired by file stem.
-        rgb_topic, depth_topic, max_offset_s: For bags (see `RosbagSource`); `rgb_topic` is required.
+        rgb_topic, depth_topic, max_offset_s, camera_info_topic: For bags (see `RosbagSource`);
+            `rgb_topic` is required.
 
     Raises:
         ConfigError: a bag without `rgb_topic`, topics for a non-bag, or `depth` for a video.
@@ -70,9 +72,15 @@ def open_source(
     if is_rosbag(path):
         if rgb_topic is None:
             raise ConfigError(f"{path}: a ROS bag needs `rgb_topic` (the colour image topic)")
-        return RosbagSource(path, rgb_topic=rgb_topic, depth_topic=depth_topic, max_offset_s=max_offset_s)
-    if rgb_topic is not None or depth_topic is not None:
-        raise ConfigError(f"{path}: `rgb_topic`/`depth_topic` apply to ROS bags only")
+        return RosbagSource(
+            path,
+            rgb_topic=rgb_topic,
+            depth_topic=depth_topic,
+            max_offset_s=max_offset_s,
+            camera_info_topic=camera_info_topic,
+        )
+    if rgb_topic is not None or depth_topic is not None or camera_info_topic is not None:
+        raise ConfigError(f"{path}: `rgb_topic`/`depth_topic`/`camera_info_topic` apply to ROS bags only")
     if path.suffix.lower() in VIDEO_SUFFIXES:
         if depth is not None:
             raise ConfigError(f"{path}: `depth` images pair with image sequences, not with a video")

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fusionseg.errors import DataError
+from fusionseg.modalities.intrinsics import Intrinsics
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv"})
@@ -37,6 +38,7 @@ class Frame:
         rgb: (H, W, 3) uint8 BGR, as `cv2.imread(path)` returns it; None when unreadable.
         depth: (H, W) uint16 (sensor units) or float32 (metres) raw depth, or None.
         error: One line naming the file and the frame when it could not be read; None when good.
+        intrinsics: Pinhole intrinsics of the frame when the source knows them (a bag's CameraInfo).
     """
 
     index: int
@@ -45,6 +47,7 @@ class Frame:
     rgb: NDArray[np.uint8] | None = None
     depth: np.ndarray | None = None
     error: str | None = None
+    intrinsics: Intrinsics | None = None
 
 
 class FrameSource(Protocol):

@@ -5,6 +5,8 @@ mono8) or `sensor_msgs/CompressedImage` topic, raw depth optionally from a secon
 mono16 in sensor units, 32FC1 in metres with NaN/inf read as 0 = missing, or compressed PNG, including
 image_transport's compressedDepth). Each colour message is paired with the depth message whose stamp
 is nearest, within a tolerance. Stamps are the messages' header stamps (their bag time when zero).
+Intrinsics, when asked for, come from the first `sensor_msgs/CameraInfo` message of a topic (its K
+matrix: ROS and OpenCV both put pixel centres at integer coordinates, i.e. 0-based).
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import numpy as np
 
 from fusionseg.data.sources.frames import Frame, _as_bgr
 from fusionseg.errors import ConfigError, DataError
+from fusionseg.modalities.intrinsics import Intrinsics
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 # encoding -> (dtype, channels, conversion to cv2.imread's order or None)
 ENCODINGS: dict[str, tuple[type, int, int | None]] = {
     "rgb8": (np.uint8, 3, cv2.COLOR_RGB2BGR),
@@ -117,6 +121,8 @@ class RosbagSource:
         depth_topic: Optional depth topic; each colour frame gets the depth message nearest in time.
         max_offset_s: Largest stamp difference accepted for a pair; a colour frame without a depth
             message that close is a bad frame (reported, skipped).
+        camera_info_topic: Optional CameraInfo topic; its first message's K gives every frame's
+            `intrinsics` (those of the depth camera when depth is registered to colour).
 
     Raises:
         ConfigError: `rosbags` is not installed.
@@ -130,8 +136,11 @@ class RosbagSource:
         rgb_topic: str,
         depth_topic: str | None = None,
         max_offset_s: float = 0.02,
+        camera_info_topic: str | None = None,
     ) -> None:
         self.path = Path(path)
+        self.camera_info_topic = camera_info_topic
+        self.intrinsics: Intrinsics | None = None
         self.name = str(self.path)
         self.rgb_topic = rgb_topic
         self.depth_topic = depth_topic
@@ -140,6 +149,8 @@ class RosbagSource:
             self.count = sum(c.msgcount for c in self._connections(reader, rgb_topic))
             if depth_topic is not None:
                 self._connections(reader, depth_topic)
+            if camera_info_topic is not None:
+                self.intrinsics = self._read_intrinsics(reader, camera_info_topic)
 
     @contextmanager
     def _open(self) -> Iterator[Any]:
@@ -157,15 +168,33 @@ class RosbagSource:
         finally:
             reader.close()
 
-    def _connections(self, reader: Any, topic: str) -> list[Any]:
+    def _connections(
+        self, reader: Any, topic: str, types: tuple[str, ...] = (IMAGE_TYPE, COMPRESSED_TYPE)
+    ) -> list[Any]:
         connections = [c for c in reader.connections if c.topic == topic]
         if not connections:
             topics = sorted({c.topic for c in reader.connections})
             raise DataError(f"{self.path}: no topic {topic!r} (topics: {', '.join(topics) or 'none'})")
-        bad = [c.msgtype for c in connections if c.msgtype not in (IMAGE_TYPE, COMPRESSED_TYPE)]
+        bad = [c.msgtype for c in connections if c.msgtype not in types]
         if bad:
-            raise DataError(f"{self.path}: topic {topic!r} carries {bad[0]}, not an Image/CompressedImage")
+            wanted = " or ".join(t.rsplit("/", 1)[-1] for t in types)
+            raise DataError(f"{self.path}: topic {topic!r} carries {bad[0]}, not {wanted}")
         return connections
+
+    def _read_intrinsics(self, reader: Any, topic: str) -> Intrinsics:
+        """fx, fy, cx, cy from the K matrix of the topic's first CameraInfo message."""
+        for connection, _, raw in reader.messages(
+            connections=self._connections(reader, topic, (CAMERA_INFO_TYPE,))
+        ):
+            msg = reader.deserialize(raw, connection.msgtype)
+            k = np.asarray(getattr(msg, "k", getattr(msg, "K", ())), dtype=np.float64).reshape(-1)
+            try:
+                return Intrinsics(float(k[0]), float(k[4]), float(k[2]), float(k[5]))
+            except (IndexError, ValueError) as exc:
+                raise DataError(
+                    f"{self.path}: {topic}: CameraInfo K is not a usable camera matrix ({exc})"
+                ) from None
+        raise DataError(f"{self.path}: {topic}: no CameraInfo message")
 
     def __len__(self) -> int:
         return self.count
@@ -230,4 +259,4 @@ class RosbagSource:
                         number, str(stamp), stamp / 1e9, error=f"{where}: {type(exc).__name__}: {exc}"
                     )
                     continue
-                yield Frame(number, str(stamp), stamp / 1e9, rgb=rgb, depth=depth)
+                yield Frame(number, str(stamp), stamp / 1e9, rgb=rgb, depth=depth, intrinsics=self.intrinsics)
