@@ -40,6 +40,8 @@ EXPORTS: dict[str, tuple[str, str]] = {
     "evaluate_robustness": ("fusionseg.workflows.robustness", "evaluate_robustness"),
     "predict": ("fusionseg.workflows.predict", "predict_files"),
     "Segmenter": ("fusionseg.workflows.segmenter", "Segmenter"),
+    "open_source": ("fusionseg.data.sources", "open_source"),
+    "predict_stream": ("fusionseg.workflows.predict_stream", "predict_stream"),
     "format_miou": ("fusionseg.workflows.report", "format_miou"),
     # models, deployment and benchmarks
     "summarize_model": ("fusionseg.workflows.summary", "summarize_model"),

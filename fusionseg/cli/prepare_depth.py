@@ -104,7 +104,7 @@ from fusionseg.errors import FramesFailed
     type=click.Choice(["cpu", "cuda"]),
     default="cpu",
     show_default=True,
-    help="cuda: HHA with the batched torch back-end on the GPU (error if CUDA is unavailable).",
+    help="cuda: HHA and ip_basic completion with the torch back-ends on the GPU (error without CUDA).",
 )
 @click.option("--overwrite", is_flag=True, help="Recompute outputs that already exist.")
 @depth_sensor_option()
@@ -158,6 +158,7 @@ def command(
         pattern=pattern,
         workers=workers,
         hha_backend="torch" if device == "cuda" else "numpy",
+        completion_backend="torch" if device == "cuda" else "numpy",
         device=device,
         overwrite=overwrite,
         depth_sensor=depth_sensor,

@@ -269,10 +269,11 @@ def read_image(path: str | Path, *, order: str = "bgr") -> NDArray[np.uint8]:
 def read_unchanged(path: str | Path) -> np.ndarray:
     """Read an image exactly as stored (any bit depth and channel count; colour channels B, G, R first).
 
-    For raw dataset files whose values are not pixels to look at: 16-bit disparity or class-id PNGs.
+    For raw files whose values are not pixels to look at (16-bit disparity or class-id PNGs, raw
+    depth), as `cv2.imread(path, cv2.IMREAD_UNCHANGED)` decodes them.
 
     Raises:
-        DataError: unreadable file (the message names it).
+        DataError: missing, unreadable, oversized or corrupt file (one line naming it).
     """
     return _decode(Path(path), cv2.IMREAD_UNCHANGED)
 

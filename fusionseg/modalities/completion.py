@@ -140,8 +140,7 @@ def depth_to_metres(depth: NDArray, *, depth_scale_m: float) -> NDArray[np.float
 
 def _check_depth(depth_m: NDArray, max_depth: float) -> None:
     """Validate the input of the fill functions (§1.2: float32 metres, 0 = missing)."""
-    if not isinstance(max_depth, (int, float, np.number)) or not np.isfinite(max_depth) or max_depth <= 0:
-        raise ValueError(f"max_depth must be a positive finite number of metres, got {max_depth!r}")
+    _check_max_depth(max_depth)
     if not isinstance(depth_m, np.ndarray):
         raise ValueError(f"depth_m must be a numpy array, got {type(depth_m).__name__}")
     if depth_m.dtype != np.float32:
@@ -155,7 +154,16 @@ def _check_depth(depth_m: NDArray, max_depth: float) -> None:
         raise ValueError(f"depth_m must be a non-empty 2-D (H, W) array, got shape {depth_m.shape}")
     if not np.isfinite(depth_m).all():
         raise ValueError("depth_m contains NaN or infinite values (use 0 for missing depth)")
-    low, high = float(depth_m.min()), float(depth_m.max())
+    _check_depth_range(float(depth_m.min()), float(depth_m.max()), max_depth)
+
+
+def _check_max_depth(max_depth: float) -> None:
+    if not isinstance(max_depth, (int, float, np.number)) or not np.isfinite(max_depth) or max_depth <= 0:
+        raise ValueError(f"max_depth must be a positive finite number of metres, got {max_depth!r}")
+
+
+def _check_depth_range(low: float, high: float, max_depth: float) -> None:
+    """Refuse negative depth and depth that looks like millimetres (shared with `completion_torch`)."""
     if low < 0:
         raise ValueError(f"depth_m must be non-negative (0 = missing), got minimum {low}")
     if high > _UNIT_GUARD_FACTOR * max_depth:

@@ -384,6 +384,28 @@ def test_torch_hha_backend_matches_numpy(tmp_path: Path) -> None:
         assert np.abs(a - b).max() <= 1 and (a == b).mean() > 0.99
 
 
+def test_torch_completion_backend_matches_numpy_on_kitti(shared_data: Path, tmp_path: Path) -> None:
+    """KITTI LiDAR, multiscale: the torch back-end's depth_filled PNGs equal numpy's to one 1/256 m unit."""
+    source = shared_data / "kitti-object-lidar3" / "sparse_depth"
+    base = {"complete": "multiscale", "pattern": "00000[01].png", "workers": 2}
+    outputs = {}
+    for backend in ("numpy", "torch"):
+        options = PrepareOptions(**base, completion_backend=backend, device="cpu")
+        summary = prepare_depth(source, tmp_path / backend, options, depth_scale="kitti")
+        assert summary.done == 2, summary
+        outputs[backend] = sorted((tmp_path / backend / "depth_filled").glob("*.png"))
+    assert (
+        [p.name for p in outputs["numpy"]]
+        == [p.name for p in outputs["torch"]]
+        == ["000000.png", "000001.png"]
+    )
+    for a_path, b_path in zip(outputs["numpy"], outputs["torch"]):
+        a, b = _decode(a_path).astype(int), _decode(b_path).astype(int)
+        assert np.abs(a - b).max() <= 1 and (a == b).mean() > 0.999
+    meta = json.loads((tmp_path / "torch" / "meta.json").read_text())
+    assert "torch" in json.dumps(meta)  # the back-end is recorded with the run
+
+
 def test_read_intrinsics_file_forms(tmp_path: Path) -> None:
     flat = tmp_path / "flat.json"
     flat.write_text(json.dumps({"fx": 500, "fy": 501, "cx": 320, "cy": 240}))

@@ -60,7 +60,9 @@ class PrepareOptions:
         pattern: Glob matching depth files when the input is a plain folder (e.g. "*/depth_raw*.png").
         workers: Worker processes; 0 = all cores, 1 = run in this process.
         hha_backend: "numpy" (HHA in the workers) or "torch" (batched `hha_torch` in the main process).
-        device: Torch device for hha_backend="torch" ("cpu" or "cuda").
+        completion_backend: "numpy" (`completion`, in the workers) or "torch" (`completion_torch` on
+            `device`, frames processed in the main process); equal within 1e-4 m.
+        device: Torch device for the torch back-ends ("cpu" or "cuda").
         overwrite: Recompute outputs that already exist.
         depth_sensor: Range every depth frame must fit (`io.DEPTH_SENSORS` key, or "off"): a frame
             read in the wrong unit fails, naming the units that would fit.
@@ -81,6 +83,7 @@ class PrepareOptions:
     pattern: str = "*.png"
     workers: int = 0
     hha_backend: Literal["numpy", "torch"] = "numpy"
+    completion_backend: Literal["numpy", "torch"] = "numpy"
     device: str = "cpu"
     overwrite: bool = False
     depth_sensor: str = "any"
@@ -92,6 +95,7 @@ class PrepareOptions:
             "complete": ("none", "fast", "multiscale"),
             "blur": ("bilateral", "gaussian"),
             "hha_backend": ("numpy", "torch"),
+            "completion_backend": ("numpy", "torch"),
             "depth_sensor": DEPTH_SENSOR_CHOICES,
         }
         for name, allowed in choices.items():

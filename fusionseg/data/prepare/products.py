@@ -22,7 +22,8 @@ def complete_depth(depth_m: NDArray[np.float32], options: PrepareOptions) -> NDA
 
     Args:
         depth_m: (H, W) float32 metres, 0 = missing.
-        options: `complete` ("fast" or "multiscale"), `extrapolate`, `blur`, `max_depth_m`.
+        options: `complete` ("fast" or "multiscale"), `extrapolate`, `blur`, `max_depth_m`; with
+            `completion_backend` "torch", the batched torch port on `options.device` (within 1e-4 m).
 
     Returns:
         (H, W) float32 metres; the input when `options.complete` is "none".
@@ -31,11 +32,30 @@ def complete_depth(depth_m: NDArray[np.float32], options: PrepareOptions) -> NDA
 
     if options.complete == "none":
         return depth_m
+    if options.completion_backend == "torch":
+        return _complete_torch(depth_m, options)
     fill = completion.fill_in_fast if options.complete == "fast" else completion.fill_in_multiscale
     filled = fill(
         depth_m, max_depth=options.max_depth_m, extrapolate=options.extrapolate, blur_type=options.blur
     )
     return np.where(filled > completion.VALID_THRESHOLD_M, filled, np.float32(0.0)).astype(np.float32)
+
+
+def _complete_torch(depth_m: NDArray[np.float32], options: PrepareOptions) -> NDArray[np.float32]:
+    """`complete_depth` by the torch back-end (`modalities.completion_torch`), a batch of one frame."""
+    import torch
+
+    from fusionseg.modalities.completion_torch import complete_depth_torch
+
+    filled = complete_depth_torch(
+        torch.from_numpy(depth_m)[None],  # (1, H, W) m
+        method=options.complete,
+        max_depth=options.max_depth_m,
+        extrapolate=options.extrapolate,
+        blur_type=options.blur,
+        device=options.device,
+    )
+    return filled[0].cpu().numpy()
 
 
 def depth_products(

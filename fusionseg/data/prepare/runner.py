@@ -15,7 +15,7 @@ from fusionseg.data.prepare.plan import plan_prepare
 from fusionseg.data.prepare.record import summarise, write_lists, write_meta
 from fusionseg.data.prepare.resume import output_intact
 from fusionseg.data.prepare.tasks import FrameResult, FrameTask, PreparePlan, PrepareSummary
-from fusionseg.data.prepare.torch_hha import HHA_BATCH, _TorchHHA
+from fusionseg.data.prepare.torch_hha import HHA_BATCH, _TorchHHA, check_torch_device
 from fusionseg.fsutil import OutputLock, remove_stale_temps
 from fusionseg.modalities.intrinsics import Intrinsics
 
@@ -35,7 +35,7 @@ def run_prepare(
         Counts of done / skipped / failed frames and the failures with their messages.
 
     Raises:
-        ConfigError: the torch HHA backend asked for an unavailable device.
+        ConfigError: a torch back-end (HHA, completion) asked for an unavailable device.
         DataError: another live process is writing to `plan.out_dir` (its lock file names it).
     """
     # one job per output folder: a second one refuses before it writes anything (fsutil.OutputLock);
@@ -69,6 +69,9 @@ def _run_locked(plan: PreparePlan, on_result: Callable[[FrameResult], None] | No
         else:
             todo.append(task)
     workers = max(1, min(opts.workers or os.cpu_count() or 1, len(todo)))
+    if opts.completion_backend == "torch" and opts.complete != "none":
+        check_torch_device(opts.device)
+        workers = 1  # the device does the parallel work; no CUDA context per worker process
     if workers == 1:
         _run_here(todo, ctx, collector.finish)
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -10,21 +11,29 @@ from fusionseg.data.prepare.frame import _HHAJob
 from fusionseg.data.prepare.tasks import FrameResult
 from fusionseg.errors import ConfigError, FusionsegError
 
+if TYPE_CHECKING:
+    import torch
+
 HHA_BATCH = 8  # frames per GPU batch with hha_backend="torch"
+
+
+def check_torch_device(device: str) -> torch.device:
+    """The torch device of the torch back-ends (HHA, completion), or ConfigError if CUDA is missing."""
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device: {device!r}: CUDA is not available to torch {torch.__version__} on this machine; "
+            "use `device` cpu"
+        )
+    return torch.device(device)
 
 
 class _TorchHHA:
     """Batched HHA with `hha_torch` in the main process (``--device cuda``)."""
 
     def __init__(self, device: str) -> None:
-        import torch
-
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError(
-                f"device: {device!r}: CUDA is not available to torch {torch.__version__} on this machine; "
-                "use `device` cpu"
-            )
-        self.device = torch.device(device)
+        self.device = check_torch_device(device)
 
     def flush(self, pending: dict[str, tuple[FrameResult, list[_HHAJob]]]) -> list[FrameResult]:
         """Compute and write the pending HHA images in batches of equal size; empties `pending`."""
