@@ -41,7 +41,10 @@ EXPORTS: dict[str, tuple[str, str]] = {
     "predict": ("fusionseg.workflows.predict", "predict_files"),
     "Segmenter": ("fusionseg.workflows.segmenter", "Segmenter"),
     "open_source": ("fusionseg.data.sources", "open_source"),
+    "is_stream": ("fusionseg.data.sources", "is_stream"),
     "predict_stream": ("fusionseg.workflows.predict_stream", "predict_stream"),
+    "raw_predict": ("fusionseg.workflows.predict_stream", "raw_predict"),
+    "resolve_intrinsics": ("fusionseg.data.prepare.intrinsics", "resolve_intrinsics"),
     "format_miou": ("fusionseg.workflows.report", "format_miou"),
     # models, deployment and benchmarks
     "summarize_model": ("fusionseg.workflows.summary", "summarize_model"),

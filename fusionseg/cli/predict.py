@@ -8,6 +8,7 @@ import click
 
 from fusionseg.cli.evaluate import parse_scales
 from fusionseg.cli.options import checkpoint_option, depth_sensor_option, json_option
+from fusionseg.cli.predict_stream import run_stream, stream_options
 
 PARAM_FLAGS = {"mode": "--resize/--pad"}  # library parameter -> flag (fusionseg.cli.flags)
 
@@ -96,6 +97,7 @@ def parse_modality_dirs(values: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--scales", default="1", show_default=True, help="Comma-separated inference scales.")
 @click.option("--flip", is_flag=True, help="Also average the horizontally flipped prediction.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@stream_options
 @json_option
 def command(
     inputs: tuple[Path, ...],
@@ -113,6 +115,12 @@ def command(
     scales: str,
     flip: bool,
     device: str,
+    stream: bool,
+    rgb_topic: str | None,
+    depth_topic: str | None,
+    camera_info_topic: str | None,
+    video: bool,
+    max_frames: int | None,
     as_json: bool,
 ) -> None:
     """Segment INPUTS (image files, folders or list files) and write colour-coded label maps.
@@ -120,13 +128,26 @@ def command(
     INPUTS hold the model's first modality (rgb for an RGB or fused model, depth for a depth expert);
     the other modalities come from --modality-dir folders or the columns of a list file. With --raw,
     INPUTS are raw frames (colour images, or raw depth for a depth-only model) and the model's inputs
-    are made from them with the checkpoint's recipe.
+    are made from them with the checkpoint's recipe. A video file or a ROS bag (or, with --stream, an
+    image folder) is read as a stream: labels/ and overlays/ PNGs, overlay.mp4 and a per-stage timing
+    summary; a model reading HHA/JET gets them made from the stream's raw depth by its recipe.
     """
     from fusionseg import api
     from fusionseg.cli.console import out, print_json, progress
 
     dirs = parse_modality_dirs(modality_dirs)
     mode = "slide" if slide else ("resize" if resize else "pad")
+    if stream or any(api.is_stream(p) for p in inputs):
+        if len(inputs) != 1:
+            raise click.BadParameter("a stream is one video, bag or image folder", param_hint="INPUTS")
+        seg_options = {"device": device, "depth_scale": depth_scale, "depth_sensor": depth_sensor,
+                       "mode": mode, "scales": parse_scales(scales), "flip": flip}  # fmt: skip
+        topics = {"rgb_topic": rgb_topic, "depth_topic": depth_topic, "camera_info_topic": camera_info_topic}
+        run_stream(inputs[0], checkpoint=checkpoint, out_dir=out_dir, seg_options=seg_options,
+                   depth_dir=dirs.get("depth"), topics=topics, intrinsics=intrinsics,
+                   intrinsics_one_based=intrinsics_one_based, video=video, max_frames=max_frames,
+                   as_json=as_json)  # fmt: skip
+        return
     bar = progress()
     task = {"id": None}
 

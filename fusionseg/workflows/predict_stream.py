@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from fusionseg.data.sources import Frame, FrameSource, OverlayVideoWriter, open_source
 from fusionseg.errors import DataError, FusionsegError
+from fusionseg.modalities.intrinsics import Intrinsics
 from fusionseg.workflows.segmenter import Segmenter
 
 STAGES = ("read", "model", "write")  # the timed stages of each frame
@@ -111,8 +112,24 @@ def frame_inputs(seg: Segmenter, frame: Frame) -> dict[str, np.ndarray]:
 
 
 def default_predict(seg: Segmenter, frame: Frame) -> NDArray[np.uint8]:
-    """`predict_stream`'s default model stage: the frame's own arrays through `Segmenter.predict`."""
-    return seg.predict(frame_inputs(seg, frame))
+    """`predict_stream`'s default model stage: the frame's own arrays through `Segmenter.predict`, or,
+    for a model reading a prepared modality (HHA, JET, completed depth, ...), `Segmenter.predict_raw`
+    with the checkpoint's input recipe and the frame's intrinsics."""
+    if all(m == "rgb" or seg.kinds[m] == "depth" for m in seg.modalities):
+        return seg.predict(frame_inputs(seg, frame))
+    return seg.predict_raw(rgb=frame.rgb, depth=frame.depth, intrinsics=frame.intrinsics)
+
+
+def raw_predict(intrinsics: Intrinsics | None) -> Predict:
+    """`default_predict` with fixed intrinsics for frames whose source gives none (videos, image
+    sequences, bags without a camera_info topic)."""
+
+    def predict(seg: Segmenter, frame: Frame) -> NDArray[np.uint8]:
+        if frame.intrinsics is None and intrinsics is not None:
+            frame = replace(frame, intrinsics=intrinsics)
+        return default_predict(seg, frame)
+
+    return predict
 
 
 def _timing(values: list[float]) -> StageTiming:

@@ -32,6 +32,7 @@ __all__ = [
     "RosbagSource",
     "VideoSource",
     "is_rosbag",
+    "is_stream",
     "natural_key",
     "open_source",
 ]
@@ -45,6 +46,11 @@ def is_rosbag(path: str | Path) -> bool:
     return path.is_dir() and (
         (path / "metadata.yaml").is_file() or any(path.glob("*.db3")) or any(path.glob("*.mcap"))
     )
+
+
+def is_stream(path: str | Path) -> bool:
+    """A video file or a ROS bag: inputs `fusionseg predict` reads as a stream of frames."""
+    return is_rosbag(path) or Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
 def open_source(
