@@ -14,9 +14,10 @@ runs the model there and `--backend torch` the torch HHA back-end (`modalities.h
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,8 @@ class PipelineBenchmarkReport:
         """One Markdown section: the machine, the command's settings and a table of stage medians."""
         m, s = self.machine, self.settings
         lines = [
-            f"### Pipeline: raw frame to classes ({s['model']}, {s['device']}, {s['threads']} thread(s))",
+            f"### Pipeline: raw frame to classes ({s['model']}, {s['device']}, {s['backend']} back-end, "
+            f"batch {s['batch']}, {s['threads']} thread(s))",
             "",
             f"Machine: {m.get('cpu')}, {m.get('cores')} cores"
             + (f", GPU {m['gpu']}" if m.get("gpu") else "")
@@ -171,56 +173,106 @@ def _write_frame(frame: BenchFrame, folder: Path) -> tuple[Path, Path]:
     return rgb, depth
 
 
-def _stage_runner(seg: Any, frame: BenchFrame, files: tuple[Path, Path], backend: str) -> Callable[[], dict]:
-    """One frame through every stage; returns stage -> milliseconds."""
-    import cv2
+class _Stages:
+    """A batch of copies of one frame through every stage, timed; `run()` gives stage -> ms per frame.
 
-    from fusionseg.data.prepare.products import complete_depth, depth_products
-    from fusionseg.engine.inference import upsampled_labels
-    from fusionseg.engine.visualize import colorize_labels
+    With the numpy back-end each frame goes through completion and encoding in turn (the CPU path of
+    `Segmenter.predict_raw`); with the torch back-end the batch is completed
+    (`modalities.completion_torch`) and HHA-encoded (`modalities.hha_torch`) at once on the model's
+    device. The model always sees the whole batch in one forward pass.
+    """
 
-    encoding = next(m for m in seg.modalities if m != "rgb")
-    recipe = seg.recipes[encoding]
-    options = recipe.prepare_options()
-    rgb_file, depth_file = files
+    def __init__(
+        self, seg: Any, frame: BenchFrame, files: tuple[Path, Path], backend: str, batch: int
+    ) -> None:
+        self.seg, self.frame, self.files, self.backend, self.batch = seg, frame, files, backend, batch
+        self.encoding = next(m for m in seg.modalities if m != "rgb")
+        self.options = seg.recipes[self.encoding].prepare_options()
+        if backend == "torch":
+            self.options = dataclasses.replace(
+                self.options, completion_backend="torch", device=str(seg.device)
+            )
 
-    def encode(raw_m: np.ndarray, dense_m: np.ndarray) -> np.ndarray:
-        if backend == "torch" and encoding == "hha":
+    def _complete(self, raws: list[np.ndarray]) -> list[np.ndarray]:
+        from fusionseg.data.prepare.products import complete_depth
+
+        if self.backend != "torch" or self.options.complete == "none":
+            return [complete_depth(raw, self.options) for raw in raws]
+        from fusionseg.modalities.completion_torch import complete_depth_torch
+
+        dense = complete_depth_torch(
+            torch.from_numpy(np.stack(raws)),  # (B, H, W) m
+            method=self.options.complete,
+            max_depth=self.options.max_depth_m,
+            extrapolate=self.options.extrapolate,
+            blur_type=self.options.blur,
+            device=self.seg.device,
+        )
+        return list(dense.cpu().numpy())
+
+    def _encode(self, raws: list[np.ndarray], dense: list[np.ndarray]) -> list[np.ndarray]:
+        from fusionseg.data.prepare.products import depth_products
+
+        frame, options = self.frame, self.options
+        if self.backend == "torch" and self.encoding == "hha":
             from fusionseg.modalities.hha_torch import hha_torch
 
-            raw = raw_m if options.complete != "none" else None  # §3.1 mask, as depth_products
-            hha = hha_torch(dense_m, frame.intrinsics, raw_depth_m=raw, device=seg.device)[0]
-            return hha.flip(-1).cpu().numpy()  # (H, W, 3) B, G, R as prepare-depth writes it
-        images, _ = depth_products(
-            raw_m, options, [encoding], intrinsics=frame.intrinsics, filled_scale_m=None, completed_m=dense_m
-        )
-        return images[encoding]
+            raw = np.stack(raws) if options.complete != "none" else None  # §3.1 mask, as depth_products
+            hha = hha_torch(np.stack(dense), frame.intrinsics, raw_depth_m=raw, device=self.seg.device)
+            return list(hha.flip(-1).cpu().numpy())  # (H, W, 3) B, G, R as prepare-depth writes it
+        return [
+            depth_products(
+                r, options, [self.encoding], intrinsics=frame.intrinsics, filled_scale_m=None, completed_m=d
+            )[0][self.encoding]
+            for r, d in zip(raws, dense)
+        ]
 
-    def run() -> dict[str, float]:
-        times: dict[str, float] = {}
-        t = time.perf_counter()
-        bgr = cv2.imread(str(rgb_file), cv2.IMREAD_COLOR)
-        raw_m = cv2.imread(str(depth_file), cv2.IMREAD_UNCHANGED).astype(np.float32) * np.float32(1e-3)
-        times["read"] = (time.perf_counter() - t) * 1e3
-        t = time.perf_counter()
-        dense_m = complete_depth(raw_m, options)
-        times["completion"] = (time.perf_counter() - t) * 1e3
-        t = time.perf_counter()
-        encoded = encode(raw_m, dense_m)
-        times["encoding"] = (time.perf_counter() - t) * 1e3
-        t = time.perf_counter()
-        arrays = seg.network_inputs({"rgb": bgr, encoding: encoded})
-        probs = seg._model_probs(arrays)
+    def _model(self, bgrs: list[np.ndarray], encoded: list[np.ndarray]) -> torch.Tensor:
+        """(B, C, h, w) probabilities of the batch in one forward pass."""
+        from fusionseg.engine.inference import predict_probs
+
+        seg = self.seg
+        tensors = [
+            seg._tensors(seg.network_inputs({"rgb": b, self.encoding: e})) for b, e in zip(bgrs, encoded)
+        ]
+        batch = {m: torch.cat([t[m] for t in tensors]) for m in seg.modalities}  # (B, C, h, w) each
+        probs = predict_probs(seg.model, batch, mode="pad", nearest=seg.depth_like)
         if seg.device.type == "cuda":
             torch.cuda.synchronize(seg.device)
-        times["model"] = (time.perf_counter() - t) * 1e3
-        t = time.perf_counter()
-        labels = upsampled_labels(probs[0], bgr.shape[:2])
-        colorize_labels(labels, seg.palette)
-        times["postprocess"] = (time.perf_counter() - t) * 1e3
-        return times
+        return probs
 
-    return run
+    def run(self) -> dict[str, float]:
+        import cv2
+
+        from fusionseg.engine.inference import upsampled_labels
+        from fusionseg.engine.visualize import colorize_labels
+
+        times: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            times[stage] = (now - clock) * 1e3 / self.batch
+            clock = now
+
+        rgb_file, depth_file = self.files
+        bgrs = [cv2.imread(str(rgb_file), cv2.IMREAD_COLOR) for _ in range(self.batch)]
+        raws = [
+            cv2.imread(str(depth_file), cv2.IMREAD_UNCHANGED).astype(np.float32) * np.float32(1e-3)
+            for _ in range(self.batch)
+        ]
+        lap("read")
+        dense = self._complete(raws)
+        lap("completion")
+        encoded = self._encode(raws, dense)
+        lap("encoding")
+        probs = self._model(bgrs, encoded)
+        lap("model")
+        for i, bgr in enumerate(bgrs):
+            colorize_labels(upsampled_labels(probs[i], bgr.shape[:2]), self.seg.palette)
+        lap("postprocess")
+        return times
 
 
 def run_pipeline_benchmark(
@@ -235,6 +287,7 @@ def run_pipeline_benchmark(
     device: str = "cpu",
     threads: int = 1,
     backend: str = "numpy",
+    batch: int = 1,
 ) -> PipelineBenchmarkReport:
     """Time raw frame -> classes per stage on the benchmark frames.
 
@@ -247,7 +300,9 @@ def run_pipeline_benchmark(
         repeat, warmup: Timed and untimed runs per case.
         device: "cpu" or "cuda".
         threads: torch and OpenCV threads.
-        backend: "numpy" (the CPU default) or "torch" (HHA by `modalities.hha_torch` on `device`).
+        backend: "numpy" (the CPU default) or "torch" (completion by `modalities.completion_torch`
+            and HHA by `modalities.hha_torch`, batched on `device`).
+        batch: Copies of each frame processed together; times are per frame.
 
     Raises:
         ConfigError: an unknown encoding, backend or model, or CUDA asked for where there is none.
@@ -261,6 +316,8 @@ def run_pipeline_benchmark(
         raise ConfigError(f"encodings: {bad or 'none'} not among {', '.join(ENCODINGS)}")
     if backend not in ("numpy", "torch"):
         raise ConfigError(f"backend: {backend!r} is not numpy or torch")
+    if batch < 1:
+        raise ConfigError(f"batch: must be at least 1, got {batch}")
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device: cuda asked for but torch sees no CUDA device")
     dev = torch.device(device)
@@ -279,7 +336,7 @@ def run_pipeline_benchmark(
         for encoding in encodings:
             seg = _segmenter(model, encoding, complete, 7.0, model_size_hw, dev)
             for frame in frames:
-                run = _stage_runner(seg, frame, _write_frame(frame, Path(tmp)), backend)
+                run = _Stages(seg, frame, _write_frame(frame, Path(tmp)), backend, batch).run
                 with torch.no_grad():
                     for _ in range(warmup):
                         run()
@@ -293,6 +350,7 @@ def run_pipeline_benchmark(
         "device": device,
         "threads": threads,
         "backend": backend,
+        "batch": batch,
         "repeat": repeat,
         "warmup": warmup,
     }

@@ -71,7 +71,11 @@ def _parse_hw(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
     type=click.Choice(["numpy", "torch"]),
     default="numpy",
     show_default=True,
-    help="numpy: the CPU preprocessing; torch: HHA by the batched torch back-end on --device.",
+    help="numpy: the CPU preprocessing; torch: completion and HHA by the batched torch back-ends on "
+    "--device.",
+)
+@click.option(
+    "--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Frames processed together."
 )
 @click.option(
     "--out",
@@ -93,6 +97,7 @@ def pipeline(
     device: str,
     threads: int,
     backend: str,
+    batch: int,
     out_file: Path | None,
     as_json: bool,
 ) -> None:
@@ -118,6 +123,7 @@ def pipeline(
         device=device,
         threads=threads,
         backend=backend,
+        batch=batch,
     )
     if out_file is not None:
         report.write(out_file)

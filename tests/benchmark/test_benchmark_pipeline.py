@@ -51,3 +51,19 @@ def test_bad_settings_are_refused(capsys) -> None:
         run_pipeline_benchmark(backend="jax")
     assert main(["benchmark", "pipeline", "--model-size", "100x50"]) == 2
     assert "multiples of 16" in capsys.readouterr().err
+
+
+def test_torch_back_ends_run_a_batch(tmp_path: Path) -> None:
+    report = run_pipeline_benchmark(
+        model="adapnetpp",
+        encodings=("hha",),
+        model_size_hw=(64, 128),
+        data_dir=tmp_path / "none",  # synthetic Kinect- and KITTI-size frames
+        repeat=1,
+        warmup=0,
+        backend="torch",
+        batch=2,
+    )
+    assert report.settings["batch"] == 2 and report.settings["backend"] == "torch"
+    assert all(set(c.runs[0]) == set(STAGES) and c.runs[0]["completion"] > 0 for c in report.cases)
+    assert "torch back-end, batch 2" in report.to_markdown()
