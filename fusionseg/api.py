@@ -43,6 +43,7 @@ EXPORTS: dict[str, tuple[str, str]] = {
     "open_source": ("fusionseg.data.sources", "open_source"),
     "is_stream": ("fusionseg.data.sources", "is_stream"),
     "predict_stream": ("fusionseg.workflows.predict_stream", "predict_stream"),
+    "init_run_config": ("fusionseg.workflows.init_from", "init_run_config"),
     "raw_predict": ("fusionseg.workflows.predict_stream", "raw_predict"),
     "resolve_intrinsics": ("fusionseg.data.prepare.intrinsics", "resolve_intrinsics"),
     "format_miou": ("fusionseg.workflows.report", "format_miou"),

@@ -169,6 +169,9 @@ class TrainConfig:
     adam_betas: tuple[float, float] = (0.9, 0.999)  # adapnetpp.md §8 (TF defaults)
     deterministic: bool = False  # torch deterministic algorithms (warn-only) and no cuDNN autotuning
     val_batch_size: int = 0  # 0 = batch_size
+    # a fusionseg checkpoint whose weights start this run (fine-tuning an imported or earlier model):
+    # an expert for train-unimodal, an SSMA/CMoDE of the scheme for train-fusion (workflows/init_from.py)
+    init_from: str = ""
     # > 0: size the run to this many seconds of wall clock on this machine: after its first
     # `budget_calibration_steps` steps the trainer measures the time per step and fixes the run's
     # steps (at most `iterations`, validation included) so that it ends within the budget; the

@@ -118,7 +118,8 @@ def render_fusion_result(result: Any) -> None:
     "\b\n"
     "  fusionseg train-fusion --scheme ssma --experts rgb=runs/rgb/best.pt depth=runs/depth/best.pt\n"
     "  fusionseg train-fusion --scheme cmode --experts rgb=A.pt --experts depth=B.pt --out runs/cmode\n"
-    "  fusionseg train-fusion --config configs/synthetic-ssma.yaml --experts rgb=A.pt depth=B.pt --finetune",
+    "  fusionseg train-fusion --config configs/synthetic-ssma.yaml --experts rgb=A.pt depth=B.pt --finetune\n"
+    "  fusionseg train-fusion --init-from sun-ssma.pt --set data.root=data/sun --out runs/sun-ssma-ft",
 )
 @click.option(
     "--scheme",
@@ -143,6 +144,13 @@ def render_fusion_result(result: Any) -> None:
 )
 @click.option("--finetune", is_flag=True, default=None, help="Also run stage 3 (all groups at lr 1e-5).")
 @click.option("--resume", is_flag=True, help="Continue from the run folder's newest intact checkpoint.")
+@click.option(
+    "--init-from",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Fine-tune a fused checkpoint (e.g. from import-deepscene) instead of fusing experts: its "
+    "experts, fusion head and saved settings start the run (give --set data.root=... for your data).",
+)
 @config_options
 @json_option
 def command(
@@ -152,6 +160,7 @@ def command(
     out_dir: Path | None,
     finetune: bool | None,
     resume: bool,
+    init_from: Path | None,
     config_path: Path | None,
     overrides: tuple[str, ...],
     as_json: bool,
@@ -165,8 +174,8 @@ def command(
     from fusionseg.cli.console import print_json
 
     experts = parse_experts((*expert_options, *more_experts))
-    if not experts:
-        raise click.UsageError("give the experts: --experts rgb=CKPT depth=CKPT")
+    if not experts and init_from is None:
+        raise click.UsageError("give the experts: --experts rgb=CKPT depth=CKPT (or --init-from FUSED.pt)")
     display = TrainingDisplay()
     try:
         cfg = api.fusion_run_config(
@@ -176,6 +185,7 @@ def command(
             scheme=scheme,
             out_dir=out_dir,
             finetune=True if finetune else None,
+            init_from=init_from,
         )
         result = api.train_fusion(cfg, resume=resume, progress=display, on_stage=display.stage)
     finally:

@@ -99,6 +99,13 @@ class TrainProgress:
     help="Run folder (default: train.out_dir of the config).",
 )
 @click.option("--resume", is_flag=True, help="Continue the run folder from its newest intact checkpoint.")
+@click.option(
+    "--init-from",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Fine-tune an expert checkpoint (e.g. from import-deepscene): its weights and saved model "
+    "settings start the run; --config and --set change the rest (e.g. data.root).",
+)
 @json_option
 def command(
     config_path: Path | None,
@@ -106,6 +113,7 @@ def command(
     modality: str,
     out_dir: Path | None,
     resume: bool,
+    init_from: Path | None,
     as_json: bool,
 ) -> None:
     """Train an AdapNet++ expert on one modality; prints the final validation table.
@@ -116,7 +124,10 @@ def command(
     from fusionseg import api
     from fusionseg.cli.console import out, print_json
 
-    cfg = resolve_config(config_path, overrides)
+    if init_from is not None:
+        cfg = api.init_run_config(init_from, config_path=config_path, overrides=overrides)
+    else:
+        cfg = resolve_config(config_path, overrides)
     if out_dir is not None:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, out_dir=str(out_dir)))
     reporter = TrainProgress()

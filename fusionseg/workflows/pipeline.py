@@ -190,6 +190,11 @@ def _check_pipeline_config(cfg: RunConfig) -> tuple[Any, Any] | None:
     from fusionseg.workflows import report
 
     check_training_size(cfg.data.height_px, cfg.data.width_px)  # before any step makes a folder
+    if cfg.train.init_from:
+        raise ConfigError(
+            "train.init_from: starts one model; the pipeline trains several (fine-tune with "
+            "train-unimodal or train-fusion --init-from)"
+        )
     modalities = tuple(cfg.data.modalities)
     if len(modalities) < 2:
         raise ConfigError(

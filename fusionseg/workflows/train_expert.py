@@ -103,8 +103,16 @@ def train_expert(
         cfg.data, "val", modalities=[modality], num_classes=meta["num_classes"], seed=seed
     )
     torch.manual_seed(seed)  # the initial weights depend on the seed only
-    # a resumed run loads every weight from its checkpoint: no ImageNet init file is read
-    model = initial_expert(cfg.model, in_channels=spec.channels, pretrained=not resume, modality=modality)
+    # a resumed run loads every weight from its checkpoint, and `init_from` replaces them all: no
+    # ImageNet init file is read then
+    fresh = not resume and not cfg.train.init_from
+    model = initial_expert(cfg.model, in_channels=spec.channels, pretrained=fresh, modality=modality)
+    if cfg.train.init_from and not resume:
+        from fusionseg.workflows.init_from import load_init_weights
+
+        meta["init_from"] = load_init_weights(
+            model, cfg, kind=EXPERT_KIND, modalities=[modality], in_channels={modality: spec.channels}
+        )
     trainer = Trainer(
         model,
         train_set=train_set,

@@ -250,9 +250,13 @@ def _check_fusion_config(cfg: RunConfig) -> Any:
     check_training_size(cfg.data.height_px, cfg.data.width_px)
     fc = cfg.fusion
     modalities = tuple(cfg.data.modalities)
-    if not fc.experts:
+    if cfg.train.init_from and fc.experts:
+        raise ConfigError(
+            "train.init_from: a fused checkpoint brings its experts; give it or `experts`, not both"
+        )
+    if not fc.experts and not cfg.train.init_from:
         raise ConfigError("fusion.experts: no expert checkpoints given (`experts` rgb=CKPT depth=CKPT)")
-    if sorted(fc.experts) != sorted(modalities):
+    if fc.experts and sorted(fc.experts) != sorted(modalities):
         raise ConfigError(
             f"fusion.experts: experts for {list(fc.experts)} but data.modalities is {list(modalities)}"
         )
@@ -348,6 +352,11 @@ def train_fusion(
     (train_set, val_set), model, experts = _build(cfg, in_channels, class_names=info.classes)
     meta = checkpoint_meta(cfg, kind=fc.scheme, in_channels=in_channels)
     meta["experts"] = [e.to_dict() for e in experts]
+    if cfg.train.init_from:
+        from fusionseg.fsutil import sha256_file
+
+        init = Path(cfg.train.init_from).expanduser()
+        meta["init_from"] = {"path": str(init.resolve()), "sha256": sha256_file(init)}
     results: list[StageResult] = []
     previous: Path | None = None
     for i, stage in enumerate(plan.stages):
@@ -391,6 +400,11 @@ def _build(
     val_set = build_dataset(cfg.data, "val", modalities=modalities, num_classes=num_classes, seed=seed)
     torch.manual_seed(seed)  # fresh fusion head: reproducible initialisation
     model = build_model(cfg, in_channels=in_channels)
+    if cfg.train.init_from:  # experts and head from one fused checkpoint (fine-tuning)
+        from fusionseg.workflows.init_from import load_init_weights
+
+        load_init_weights(model, cfg, kind=cfg.fusion.scheme, modalities=modalities, in_channels=in_channels)
+        return (train_set, val_set), model, []
     experts = load_experts(
         model, cfg.fusion.experts, cfg=cfg, in_channels=in_channels, class_names=class_names
     )
@@ -461,6 +475,7 @@ def fusion_run_config(
     scheme: str | None = None,
     out_dir: str | Path | None = None,
     finetune: bool | None = None,
+    init_from: str | Path | None = None,
 ) -> RunConfig:
     """Resolve the config of `fusionseg train-fusion`.
 
@@ -469,9 +484,21 @@ def fusion_run_config(
     file <- `--set` overrides <- explicit options (`scheme`, `out_dir`, `finetune`, the experts, whose
     order becomes `data.modalities`).
 
+    With `init_from` (a fused checkpoint to fine-tune, e.g. an imported SSMA) and no experts, the
+    defaults are that checkpoint's saved config instead (`workflows.init_from.init_run_config`).
+
     Raises:
         ConfigError: bad file, key or value. CheckpointError: unreadable first expert checkpoint.
     """
+    if init_from is not None and not experts:
+        from fusionseg.workflows.init_from import init_run_config
+
+        cfg = init_run_config(init_from, config_path=config_path, overrides=overrides)
+        fusion = cfg.fusion
+        fusion = dataclasses.replace(fusion, scheme=scheme or fusion.scheme)
+        fusion = dataclasses.replace(fusion, finetune=fusion.finetune if finetune is None else finetune)
+        train = cfg.train if out_dir is None else dataclasses.replace(cfg.train, out_dir=str(out_dir))
+        return dataclasses.replace(cfg, fusion=fusion, train=train)
     if not experts:
         raise ConfigError("experts: give one NAME=CKPT per modality, e.g. rgb=runs/rgb/best.pt depth=...")
     first = Path(next(iter(experts.values())))

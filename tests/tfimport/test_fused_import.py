@@ -18,10 +18,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from finetune_helpers import finetune_dataset, finetune_sets
 
 from fusionseg.cli import main
 from fusionseg.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from fusionseg.errors import CheckpointError, ConfigError
+from fusionseg.fsutil import sha256_file
 from fusionseg.tfimport import convert
 from fusionseg.tfimport.bundle import TFCheckpoint, model_tensors
 from fusionseg.tfimport.convert import import_deepscene
@@ -224,3 +226,18 @@ def test_fused_import_refusals(ssma_tensors: dict, fake_reader, tmp_path: Path, 
     with pytest.raises(CheckpointError, match="'conv999/weights' has no place"):
         import_deepscene(tmp_path, tmp_path / "x.pt", dataset="cityscapes11", modalities="rgb,hha")
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_train_fusion_fine_tunes_an_imported_ssma(ssma_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    data = finetune_dataset(tmp_path / "data", ("rgb", "hha"))
+    args = ["train-fusion", "--init-from", str(ssma_checkpoint), "--out", str(tmp_path / "run")]
+    assert main([*args, *finetune_sets(data, ["fusion.lr=1e-9", "fusion.iterations=1"]), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["scheme"] == "ssma"
+    last = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert last["init_from"]["sha256"] == sha256_file(ssma_checkpoint) and last["experts"] == []
+    imported = load_checkpoint(ssma_checkpoint)["model"]
+    key = "experts.rgb.encoder.stem.conv.weight"
+    assert torch.equal(last["model"][key], imported[key])  # frozen expert
+    key = "fusion.easpp.gate.0.weight"  # the head trained one step at lr 1e-9: still the imported one
+    assert torch.allclose(last["model"][key], imported[key], atol=1e-6)
