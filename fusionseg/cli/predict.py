@@ -8,7 +8,7 @@ import click
 
 from fusionseg.cli.evaluate import parse_scales
 from fusionseg.cli.options import checkpoint_option, depth_sensor_option, json_option
-from fusionseg.cli.predict_stream import run_stream, stream_options
+from fusionseg.cli.predict_stream import report_failures, run_stream, stream_options
 
 PARAM_FLAGS = {"mode": "--resize/--pad"}  # library parameter -> flag (fusionseg.cli.flags)
 
@@ -133,7 +133,7 @@ def command(
     summary; a model reading HHA/JET gets them made from the stream's raw depth by its recipe.
     """
     from fusionseg import api
-    from fusionseg.cli.console import out, print_json, progress
+    from fusionseg.cli.console import frame_progress, out, print_json, progress
 
     dirs = parse_modality_dirs(modality_dirs)
     mode = "slide" if slide else ("resize" if resize else "pad")
@@ -143,21 +143,12 @@ def command(
         seg_options = {"device": device, "depth_scale": depth_scale, "depth_sensor": depth_sensor,
                        "mode": mode, "scales": parse_scales(scales), "flip": flip}  # fmt: skip
         topics = {"rgb_topic": rgb_topic, "depth_topic": depth_topic, "camera_info_topic": camera_info_topic}
-        run_stream(inputs[0], checkpoint=checkpoint, out_dir=out_dir, seg_options=seg_options,
-                   depth_dir=dirs.get("depth"), topics=topics, intrinsics=intrinsics,
-                   intrinsics_one_based=intrinsics_one_based, video=video, max_frames=max_frames,
-                   as_json=as_json)  # fmt: skip
-        return
+        return run_stream(inputs[0], checkpoint=checkpoint, out_dir=out_dir, seg_options=seg_options,
+                          depth_dir=dirs.get("depth"), topics=topics, intrinsics=intrinsics,
+                          intrinsics_one_based=intrinsics_one_based, video=video, max_frames=max_frames,
+                          as_json=as_json)  # fmt: skip
     bar = progress()
-    task = {"id": None}
-
-    def on_start(total: int) -> None:
-        bar.start()
-        task["id"] = bar.add_task("predicting", total=total, rate="")
-
-    def on_frame(frame: object) -> None:
-        bar.advance(task["id"], 1)
-
+    on_start, advance = frame_progress(bar, "predicting")
     try:
         summary = api.predict(
             checkpoint,
@@ -175,7 +166,7 @@ def command(
             flip=flip,
             device=device,
             on_start=on_start,
-            on_frame=on_frame,
+            on_frame=lambda frame: advance(True),
         )
     finally:
         bar.stop()
@@ -184,17 +175,7 @@ def command(
     else:
         _render(summary, mode, out)
     if summary.failures:
-        from rich.markup import escape
-
-        from fusionseg.cli.console import err
-        from fusionseg.errors import FramesFailed
-
-        for frame_id, reason in summary.failures:
-            err.print(f"[red]failed[/] {escape(frame_id)}: {escape(reason)}", highlight=False, soft_wrap=True)
-        raise FramesFailed(
-            f"{len(summary.failures)} of {len(summary.failures) + len(summary.frames)} frames failed (listed "
-            "above); the others are written, fix the inputs and rerun them"
-        )
+        report_failures(summary.failures, len(summary.failures) + len(summary.frames))
 
 
 def _render(summary, mode: str, out) -> None:  # noqa: ANN001 - PredictSummary, rich console

@@ -52,8 +52,7 @@ def run_stream(
 ) -> None:
     """Predict a stream with `api.predict_stream` and render its summary (one line per failed frame)."""
     from fusionseg import api
-    from fusionseg.cli.console import err, frame_progress, out, print_json, progress
-    from fusionseg.errors import FramesFailed
+    from fusionseg.cli.console import frame_progress, out, print_json, progress
 
     source = api.open_source(source_path, depth=depth_dir, **topics)
     seg = api.Segmenter.from_checkpoint(checkpoint, **seg_options)
@@ -78,13 +77,22 @@ def run_stream(
     else:
         _render(summary, out)
     if summary.failed:
-        from rich.markup import escape
+        report_failures(summary.failures, summary.frames)
 
-        for frame_id, reason in summary.failures:
-            err.print(f"[red]failed[/] {escape(frame_id)}: {escape(reason)}", highlight=False, soft_wrap=True)
-        raise FramesFailed(
-            f"{summary.failed} of {summary.frames} frames failed (listed above); the others are written"
-        )
+
+def report_failures(failures: list[tuple[str, str]], total: int) -> None:
+    """Print one red line per failed frame, then raise `FramesFailed` (exit status 3)."""
+    from rich.markup import escape
+
+    from fusionseg.cli.console import err
+    from fusionseg.errors import FramesFailed
+
+    for frame_id, reason in failures:
+        err.print(f"[red]failed[/] {escape(frame_id)}: {escape(reason)}", highlight=False, soft_wrap=True)
+    raise FramesFailed(
+        f"{len(failures)} of {total} frames failed (listed above); the others are written, fix the inputs "
+        "and rerun them"
+    )
 
 
 def _render(summary: Any, out: Any) -> None:

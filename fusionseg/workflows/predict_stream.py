@@ -105,8 +105,8 @@ def frame_inputs(seg: Segmenter, frame: Frame) -> dict[str, np.ndarray]:
             inputs[name] = frame.rgb
         else:
             raise DataError(
-                f"frame {frame.id}: the model reads {name!r}, which a stream frame does not carry; "
-                "pass `predict_frame` (e.g. one calling Segmenter.predict_raw with the model's recipe)"
+                f"frame {frame.id}: the model reads {name!r}, which a stream frame does not carry and its "
+                "checkpoint records no recipe for; pass `predict_frame` (a function making it)"
             )
     return inputs
 
@@ -115,8 +115,10 @@ def default_predict(seg: Segmenter, frame: Frame) -> NDArray[np.uint8]:
     """`predict_stream`'s default model stage: the frame's own arrays through `Segmenter.predict`, or,
     for a model reading a prepared modality (HHA, JET, completed depth, ...), `Segmenter.predict_raw`
     with the checkpoint's input recipe and the frame's intrinsics."""
-    if all(m == "rgb" or seg.kinds[m] == "depth" for m in seg.modalities):
-        return seg.predict(frame_inputs(seg, frame))
+    direct = all(m == "rgb" or seg.kinds[m] == "depth" for m in seg.modalities)
+    recipes = getattr(seg, "recipes", {})
+    if direct or not all(m in recipes for m in seg.modalities):
+        return seg.predict(frame_inputs(seg, frame))  # names what the frame cannot give
     return seg.predict_raw(rgb=frame.rgb, depth=frame.depth, intrinsics=frame.intrinsics)
 
 
