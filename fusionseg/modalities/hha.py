@@ -71,6 +71,17 @@ DISPARITY_SCALE = 31000.0
 MIN_DISPARITY_DEPTH_CM = 100.0
 ANGLE_SLACK_DEG = 128.0
 RIGHT_ANGLE_DEG = 90.0
+# the constants above in the order `hha_kernels.hha_channels` takes them
+KERNEL_CONSTANTS = np.array(
+    [
+        FLOOR_SEARCH_CM,
+        FLOOR_FALLBACK_CM,
+        DISPARITY_SCALE,
+        MIN_DISPARITY_DEPTH_CM,
+        ANGLE_SLACK_DEG,
+        RIGHT_ANGLE_DEG,
+    ]
+)
 
 
 class HHAComponents(NamedTuple):
@@ -263,8 +274,8 @@ def _check_inputs(
 
 def _geometry(
     depth_m: NDArray[np.float64], intrinsics: Intrinsics, missing: NDArray[np.bool_] | None
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """Depth (cm), 7x7 normals (3, H, W), gravity (3,) and heights above the floor (cm) of §3.1-3.5."""
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Depth (cm), 7x7 normals (3, H, W) and gravity (3,) of §3.1-3.4."""
     # §3.1: the reference works in centimetres
     z_cm = depth_m * 100.0
     # §3.3: one set of per-pixel terms, box-summed with both radii; (3, H, W) planes each. The
@@ -273,13 +284,21 @@ def _geometry(
         z_cm, intrinsics, NORMAL_RADII_PX, missing, oriented=(True, False)
     )
     gravity = _gravity_from_planes(normals_gravity.reshape(3, -1))  # §3.4, from the 21x21 normals
-    height_cm = _heights(z_cm, intrinsics, gravity)
-    # §3.5 step 3: floor rule over all pixels (missing ones included, their h is 0)
+    return z_cm, normals, gravity
+
+
+def _heights_above_floor(
+    z_cm: NDArray[np.float64], intrinsics: Intrinsics, gravity: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """§3.5 steps 1-3: heights (H, W) in cm above the floor: the lowest point, or 130 cm below the
+    camera when the lowest point is less than 90 cm below it (all pixels, missing ones included)."""
+    column, row = _height_coefficients(z_cm.shape, intrinsics, gravity)
+    height_cm = z_cm * (column[None, :] - row[:, None])  # (H, W)
     floor_cm = float(height_cm.min())
     if floor_cm > FLOOR_SEARCH_CM:
         floor_cm = FLOOR_FALLBACK_CM
     height_cm -= floor_cm
-    return z_cm, normals, gravity, height_cm
+    return height_cm
 
 
 def _strips(image: NDArray) -> list[slice]:
@@ -287,18 +306,17 @@ def _strips(image: NDArray) -> list[slice]:
     return [slice(top, top + STRIP_ROWS) for top in range(0, image.shape[0], STRIP_ROWS)]
 
 
-def _heights(
-    z_cm: NDArray[np.float64], intrinsics: Intrinsics, gravity: NDArray[np.float64]
-) -> NDArray[np.float64]:
-    """§3.5 steps 1-2: h = -(R^T p)_y = -(second column of R) . p of every pixel, (H, W) cm.
+def _height_coefficients(
+    shape: tuple[int, int], intrinsics: Intrinsics, gravity: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """§3.5 steps 1-2: h = -(R^T p)_y = -(second column of R) . p = z (column[u] - row[v]), cm.
 
-    With p = z (x/z, y/z, 1) (§3.2, unmasked), h = z (-(r0 x/z + r1 y/z + r2)): one (H, W) product
-    with a coefficient built from the (1, W) and (H, 1) ray slopes instead of a point cloud.
+    With p = z (x/z, y/z, 1) (§3.2, unmasked): column = -(r0 x/z) (W,) and row = r1 y/z + r2 (H,),
+    so a height costs one product per pixel instead of a point cloud.
     """
-    x_over_z, y_over_z = ray_slopes(z_cm.shape, intrinsics)  # (1, W), (H, 1)
+    x_over_z, y_over_z = ray_slopes(shape, intrinsics)  # (1, W), (H, 1)
     r0, r1, r2 = gravity_rotation(gravity)[:, 1]
-    coefficient = np.negative(r0 * x_over_z) - (r1 * y_over_z + r2)  # (H, W)
-    return np.multiply(z_cm, coefficient, out=coefficient)
+    return np.negative(r0 * x_over_z.ravel()), r1 * y_over_z.ravel() + r2
 
 
 def _channels(
@@ -347,7 +365,8 @@ def hha_components(
         ValueError: bad shape, dtype or values of an argument (the message names it).
     """
     depth, missing = _check_inputs(depth_m, intrinsics, raw_depth_m)
-    z_cm, normals, gravity, height_cm = _geometry(depth, intrinsics, missing)
+    z_cm, normals, gravity = _geometry(depth, intrinsics, missing)
+    height_cm = _heights_above_floor(z_cm, intrinsics, gravity)
     disparity, angle_deg = _channels(z_cm, normals, gravity)
     normals_hw3 = np.ascontiguousarray(normals.transpose(1, 2, 0))  # (3, H, W) -> (H, W, 3)
     return HHAComponents(disparity, height_cm, angle_deg, gravity=gravity, normals=normals_hw3)
@@ -378,8 +397,13 @@ def hha(
         ValueError: bad shape, dtype or values of an argument (the message names it).
     """
     depth, missing = _check_inputs(depth_m, intrinsics, raw_depth_m)
-    z_cm, normals, gravity, height_cm = _geometry(depth, intrinsics, missing)
+    z_cm, normals, gravity = _geometry(depth, intrinsics, missing)
     out = np.empty(z_cm.shape + (3,), dtype=np.uint8)  # (H, W, 3)
+    if hha_kernels is not None:  # the same steps in one compiled pass
+        column, row = _height_coefficients(z_cm.shape, intrinsics, gravity)
+        hha_kernels.hha_channels(z_cm, normals, gravity, column, row, KERNEL_CONSTANTS, out)
+        return out
+    height_cm = _heights_above_floor(z_cm, intrinsics, gravity)
     for rows in _strips(z_cm):  # strip by strip: no full-size float temporaries
         disparity, angle_deg = _channels(z_cm[rows], normals[:, rows], gravity)
         angle_deg += ANGLE_SLACK_DEG

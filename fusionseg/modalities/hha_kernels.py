@@ -20,9 +20,10 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-__all__ = ["gravity_full_pass", "gravity_update", "plane_fit", "plane_fit_normals"]
+__all__ = ["gravity_full_pass", "gravity_update", "hha_channels", "plane_fit", "plane_fit_normals"]
 
 MOMENTS = 9  # xx, xy, x, yy, y, 1 of a.a^T and x, y, 1 of a.t (Gupta's AtARaw, AtbRaw)
+HALF_DOWN = float(np.nextafter(0.5, 0.0))  # the float64 just below 0.5 (see normals.round_to_uint8)
 
 
 @njit(cache=True, error_model="numpy")
@@ -251,6 +252,59 @@ def gravity_update(planes, near, weight, margin, y, drift, sin_t, cos_t, a):  # 
             a[1, 1] += wy * v
             a[1, 2] += wy * z
             a[2, 2] += wz * z
+
+
+@njit(cache=True, error_model="numpy")
+def _round_uint8(x):  # pragma: no cover - compiled
+    """`normals.round_to_uint8` of one float64: trunc(clip(x + pred(0.5), 0, 255)), NaN -> 0."""
+    y = x + HALF_DOWN
+    y = y if y > 0.0 else 0.0  # NaN -> 0
+    return np.uint8(y if y < 255.0 else 255.0)
+
+
+@njit(cache=True, error_model="numpy")
+def hha_channels(z_cm, normals, gravity, column_coef, row_coef, constants, out):  # pragma: no cover
+    """The 8-bit HHA image from depth, the 7x7 normals and gravity (§3.5-3.6), two loops.
+
+    As `hha._heights`, `_channels` and `round_to_uint8`, operation for operation: h = z (col + row)
+    with the (W,) and (H,) coefficients of the rotation; the floor is the lowest h, or
+    `constants[1]` when that is above `constants[0]` (the floor rule); angle = acos(clip(n.g))
+    + 128 - 90 with NaN normals at 180 degrees; disparity 31000 / max(z, 100).
+
+    Args:
+        z_cm: (H, W) depth, cm. normals: (3, H, W) oriented unit normals. gravity: (3,).
+        column_coef: (W,) -(r0 x/z). row_coef: (H,) (r1 y/z + r2). constants: (floor search cm,
+            floor fallback cm, disparity scale, nearest depth cm, angle slack deg, right angle deg).
+        out: (H, W, 3) uint8 destination, channels (disparity, height, angle).
+
+    Returns:
+        The floor height used, cm.
+    """
+    height, width = z_cm.shape
+    floor = math.inf
+    for r in range(height):
+        for c in range(width):
+            h = z_cm[r, c] * (column_coef[c] - row_coef[r])
+            floor = h if h < floor else floor
+    if floor > constants[0]:
+        floor = constants[1]
+    g0, g1, g2 = gravity[0], gravity[1], gravity[2]
+    to_deg = 180.0 / math.pi
+    for r in range(height):
+        for c in range(width):
+            z = z_cm[r, c]
+            out[r, c, 0] = _round_uint8(constants[2] / (z if z > constants[3] else constants[3]))
+            out[r, c, 1] = _round_uint8(z * (column_coef[c] - row_coef[r]) - floor)
+            cosine = normals[0, r, c] * g0
+            cosine += normals[1, r, c] * g1
+            cosine += normals[2, r, c] * g2
+            cosine = cosine if cosine >= -1.0 else -1.0  # NaN -> -1: MATLAB's max(-1, NaN)
+            cosine = cosine if cosine <= 1.0 else 1.0
+            angle = math.acos(cosine) * to_deg
+            angle += constants[4]
+            angle -= constants[5]
+            out[r, c, 2] = _round_uint8(angle)
+    return floor
 
 
 def plane_fit(
