@@ -1,0 +1,106 @@
+"""The machine a benchmark ran on, and its measured limits (issue 18: figures that mean the same anywhere).
+
+Every benchmark report records the CPU model and ISA flags (`fusionseg.engine.cpu`), thread counts
+and library versions, and measures in the same run what this machine can do at most:
+
+* `gemm_peak_gflops`: fp32 matrix-multiply throughput (`torch.mm` on square matrices large enough to
+  saturate the cores, with the run's thread count): model throughput is reported as a fraction of it;
+* `memory_bandwidth_gbs`: the rate of a large array copy (read + write bytes per second, one thread):
+  per-pixel preprocessing is reported in units of one pass over the frame at this rate.
+
+Both are the best of a few repetitions (a peak, not a typical value), so a busy neighbour lowers
+them less than it lowers the timed work; the report says how loaded the machine was.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from typing import Any
+
+import numpy as np
+
+from fusionseg import __version__
+from fusionseg.engine.cpu import cpu_info
+
+GEMM_SIZE = 1536  # n of the n x n fp32 product: 7 GFLOP, ~0.2 s on one modern core
+MEMORY_COPY_MB = 64  # bytes copied per repetition: far above any cache
+
+
+def machine_info(*, cuda: bool = False) -> dict[str, Any]:
+    """CPU model and ISA flags, cores, thread settings, load, library versions and GPU name."""
+    import cv2
+    import torch
+
+    cpu = cpu_info()
+    info: dict[str, Any] = {
+        "cpu": cpu.model,
+        "isa": cpu.isa(),
+        "native_autocast": {amp: cpu.native_autocast(amp) for amp in ("bf16", "fp16")},
+        "cores": cpu.logical_cores,
+        "affinity_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "torch_threads": torch.get_num_threads(),
+        "opencv_threads": cv2.getNumThreads(),
+        "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"),
+        "loadavg_1min_start": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "torch": torch.__version__,
+        "numba": _version("numba"),
+        "fusionseg": __version__,
+    }
+    if cuda:
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _version(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def gemm_peak_gflops(*, threads: int | None = None, size: int = GEMM_SIZE, repeat: int = 5) -> float:
+    """Best fp32 `torch.mm` throughput of `repeat` products of two (size, size) matrices, GFLOP/s.
+
+    Args:
+        threads: torch CPU threads during the measurement (None: the current setting); restored after.
+        size: Matrix side n (2 n^3 FLOPs per product).
+        repeat: Timed products after one warm-up.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        a = torch.rand(size, size, generator=gen)
+        b = torch.rand(size, size, generator=gen)
+        out = torch.empty(size, size)
+        torch.mm(a, b, out=out)  # warm-up: threads and packing buffers
+        best = min(_seconds(lambda: torch.mm(a, b, out=out)) for _ in range(repeat))
+    finally:
+        torch.set_num_threads(previous)
+    return 2.0 * size**3 / best / 1e9
+
+
+def memory_bandwidth_gbs(*, megabytes: int = MEMORY_COPY_MB, repeat: int = 5) -> float:
+    """Best single-thread copy rate of a `megabytes` array, GB/s of bytes read plus bytes written."""
+    src = np.ones(megabytes * 2**20 // 8, dtype=np.float64)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)  # warm-up: page faults
+    best = min(_seconds(lambda: np.copyto(dst, src)) for _ in range(repeat))
+    return 2.0 * src.nbytes / best / 1e9
+
+
+def _seconds(fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
