@@ -471,6 +471,7 @@ def run_preprocess_benchmark(
     old_cv2, old_torch = cv2.getNumThreads(), torch.get_num_threads()
     cv2.setNumThreads(1)  # single-thread CPU figures
     torch.set_num_threads(1)
+    report.machine.update(opencv_threads=1, torch_threads=1)  # what the timed calls run with
     try:
         bandwidth = memory_bandwidth_gbs()
         report.machine["memory_bandwidth_gbs"] = bandwidth
