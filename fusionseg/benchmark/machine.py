@@ -3,8 +3,10 @@
 Every benchmark report records the CPU model and ISA flags (`fusionseg.engine.cpu`), thread counts
 and library versions, and measures in the same run what this machine can do at most:
 
-* `gemm_peak_gflops`: fp32 matrix-multiply throughput (`torch.mm` on square matrices large enough to
-  saturate the cores, with the run's thread count): model throughput is reported as a fraction of it;
+* `gemm_peak_gflops`: fp32 matrix-multiply throughput with the run's thread count, the best of
+  `torch.mm` on square matrices large enough to saturate the cores and of two convolutions through
+  oneDNN (`fp32_peaks_gflops`; on an AMD CPU MKL's sgemm reached half of what oneDNN's convolutions
+  did): model throughput is reported as a fraction of it;
 * `memory_bandwidth_gbs`: the rate of a large array copy (read + write bytes per second, one thread):
   per-pixel preprocessing is reported in units of one pass over the frame at this rate.
 
@@ -66,29 +68,48 @@ def _version(name: str) -> str | None:
         return None
 
 
-def gemm_peak_gflops(*, threads: int | None = None, size: int = GEMM_SIZE, repeat: int = 5) -> float:
-    """Best fp32 `torch.mm` throughput of `repeat` products of two (size, size) matrices, GFLOP/s.
+def fp32_peaks_gflops(*, threads: int | None = None, repeat: int = 3) -> dict[str, float]:
+    """Best fp32 throughput of three matrix-multiply kernels torch runs, GFLOP/s (2 per multiply-add).
+
+    `mm`: `torch.mm` of two (1536, 1536) matrices (the BLAS torch was built with); `conv1x1`: a 1x1
+    convolution 1024 -> 1024 channels on 64x64 (a GEMM through oneDNN); `conv3x3`: a 3x3 convolution
+    256 -> 256 channels on 96x96, the layer type of the ResNet backbones. They differ by machine: a
+    BLAS may take a slow code path on some CPUs (MKL on AMD), so the peak is the best of the three.
 
     Args:
         threads: torch CPU threads during the measurement (None: the current setting); restored after.
-        size: Matrix side n (2 n^3 FLOPs per product).
-        repeat: Timed products after one warm-up.
+        repeat: Timed runs per kernel after one warm-up.
     """
     import torch
+    from torch.nn import functional
 
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(0)
+    n = GEMM_SIZE
+    a, b, out = torch.rand(n, n, generator=gen), torch.rand(n, n, generator=gen), torch.empty(n, n)
+    x1, w1 = torch.rand(1, 1024, 64, 64, generator=gen), torch.rand(1024, 1024, 1, 1, generator=gen)
+    x3, w3 = torch.rand(1, 256, 96, 96, generator=gen), torch.rand(256, 256, 3, 3, generator=gen)
+    kernels = {
+        "mm": (lambda: torch.mm(a, b, out=out), 2.0 * n**3),
+        "conv1x1": (lambda: functional.conv2d(x1, w1), 2.0 * 1024 * 1024 * 64 * 64),
+        "conv3x3": (lambda: functional.conv2d(x3, w3, padding=1), 2.0 * 256 * 256 * 9 * 96 * 96),
+    }
+    peaks = {}
     try:
-        gen = torch.Generator().manual_seed(0)
-        a = torch.rand(size, size, generator=gen)
-        b = torch.rand(size, size, generator=gen)
-        out = torch.empty(size, size)
-        torch.mm(a, b, out=out)  # warm-up: threads and packing buffers
-        best = min(_seconds(lambda: torch.mm(a, b, out=out)) for _ in range(repeat))
+        with torch.inference_mode():
+            for name, (fn, flops) in kernels.items():
+                fn()  # warm-up: threads, packing buffers, kernel selection
+                peaks[name] = flops / min(_seconds(fn) for _ in range(repeat)) / 1e9
     finally:
         torch.set_num_threads(previous)
-    return 2.0 * size**3 / best / 1e9
+    return peaks
+
+
+def gemm_peak_gflops(*, threads: int | None = None, repeat: int = 3) -> float:
+    """The machine's fp32 matrix-multiply peak as torch reaches it: the best of `fp32_peaks_gflops`."""
+    return max(fp32_peaks_gflops(threads=threads, repeat=repeat).values())
 
 
 def memory_bandwidth_gbs(*, megabytes: int = MEMORY_COPY_MB, repeat: int = 5) -> float:

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from fusionseg.benchmark.machine import gemm_peak_gflops
+from fusionseg.benchmark.machine import fp32_peaks_gflops
 from fusionseg.benchmark.memory import PeakMemory
 from fusionseg.config import config_from_dict
 from fusionseg.errors import ConfigError
@@ -485,7 +485,8 @@ def run_model_benchmark(
             if runner is not None:
                 runners[name] = runner
         if dev.type == "cpu":  # the machine's fp32 peak, same threads, measured beside the models
-            report.machine["gemm_peak_gflops"] = gemm_peak_gflops(threads=torch.get_num_threads())
+            peaks = fp32_peaks_gflops(threads=torch.get_num_threads())
+            report.machine.update(fp32_peaks_gflops=peaks, gemm_peak_gflops=max(peaks.values()))
         _time_interleaved(runners, report.results, repeat=repeat, batch=batch, on_result=on_result)
         _efficiency(report.results, report.machine.get("gemm_peak_gflops"))
         return report

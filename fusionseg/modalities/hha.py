@@ -10,6 +10,10 @@ degenerate input (see docs/hha.md):
 * gravity estimation keeps the previous direction when an iteration has no usable normal (MATLAB
   returns a zero or arbitrary vector there), and `sign(0)` is taken as +1.
 
+Speed: with numba installed (extra `fast`) the plane fits, the gravity passes and the channels run as
+compiled loops (`fusionseg.modalities.hha_kernels`), about 2.7x faster on one core than the numpy
+path that runs otherwise; both give the MATLAB reference's 8-bit output (docs/hha.md).
+
 Channel order: `hha` returns channels (disparity, height, angle), the order of the file written by
 MATLAB's `imwrite` (R, G, B). OpenCV writes BGR, so save with `cv2.imwrite(path, hha_to_bgr(img))`;
 `cv2.imread` of such a file gives back B = angle, G = height, R = disparity, the tensor order the

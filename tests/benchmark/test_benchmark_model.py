@@ -39,7 +39,9 @@ def test_inference_json_with_peers(tmp_path: Path, capsys) -> None:
         assert abs(r["gflops_per_s"] - r["gflops"] / (r["median_ms"] / 1e3)) < 1e-6 * r["gflops_per_s"]
         assert r["of_peak"] == r["gflops_per_s"] / report["machine"]["gemm_peak_gflops"]
     machine = report["machine"]
-    assert machine["gemm_peak_gflops"] > 0 and machine["cpu"] and set(machine["isa"]) >= {"avx2", "amx_bf16"}
+    assert machine["gemm_peak_gflops"] == max(machine["fp32_peaks_gflops"].values()) > 0
+    assert set(machine["fp32_peaks_gflops"]) == {"mm", "conv1x1", "conv3x3"}
+    assert machine["cpu"] and set(machine["isa"]) >= {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
     assert {"numpy", "opencv", "torch", "torch_threads", "opencv_threads"} <= set(machine)
     assert set(report["ratios"]) == set(names[1:])
     assert report["floor"] is None  # the floor is defined at 384x768 only
