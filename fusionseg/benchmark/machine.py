@@ -59,6 +59,17 @@ def machine_info(*, cuda: bool = False) -> dict[str, Any]:
     return info
 
 
+def isa_text(machine: dict[str, Any]) -> str:
+    """The ISA flags present, space-separated, from a `machine_info` dict."""
+    return " ".join(flag for flag, on in machine.get("isa", {}).items() if on) or "no listed ISA flags"
+
+
+def peak_text(machine: dict[str, Any]) -> str:
+    """ "227.3 GFLOP/s", or why there is no figure."""
+    peak = machine.get("gemm_peak_gflops")
+    return f"{peak:.1f} GFLOP/s" if peak else "not measured (GPU run)"
+
+
 def _version(name: str) -> str | None:
     from importlib import metadata
 

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from fusionseg.benchmark.machine import fp32_peaks_gflops
+from fusionseg.benchmark.machine import fp32_peaks_gflops, isa_text, peak_text
 from fusionseg.benchmark.memory import PeakMemory
 from fusionseg.config import config_from_dict
 from fusionseg.errors import ConfigError
@@ -244,9 +244,9 @@ class ModelBenchmarkReport:
             "",
             f"Command: `{self.command}`",
             "",
-            f"Machine: {m.get('cpu')} ({_isa_text(m)}), {m.get('cores')} cores, torch {m.get('torch')} with "
+            f"Machine: {m.get('cpu')} ({isa_text(m)}), {m.get('cores')} cores, torch {m.get('torch')} with "
             f"{s['threads']} thread(s), device {device}, load average {m.get('loadavg_1min_start')} at "
-            f"start; fp32 GEMM peak measured in the run: {_peak_text(m)}. Settings: amp {s['amp']} "
+            f"start; fp32 GEMM peak measured in the run: {peak_text(m)}. Settings: amp {s['amp']} "
             f"(in effect: {s.get('amp_effective', s['amp'])}), channels_last {s['channels_last']}, "
             f"compile {s['compile']}, {s['warmup']} warm-up + {s['repeat']} timed runs per model "
             f"(interleaved), {s['num_classes']} classes.",
@@ -289,15 +289,6 @@ class ModelBenchmarkReport:
         return atomic_write_text(path, old + sep + self.to_markdown())
 
 
-def _isa_text(machine: Mapping[str, Any]) -> str:
-    return " ".join(flag for flag, on in machine.get("isa", {}).items() if on) or "no listed ISA flags"
-
-
-def _peak_text(machine: Mapping[str, Any]) -> str:
-    peak = machine.get("gemm_peak_gflops")
-    return f"{peak:.1f} GFLOP/s" if peak else "not measured (GPU run)"
-
-
 # ---------------------------------------------------------------------------------------------------
 # Measuring
 # ---------------------------------------------------------------------------------------------------
@@ -320,8 +311,7 @@ def _forward_gflops(module: nn.Module, inputs: Any) -> float | None:
 
 
 def _step_gflops(runner: _Runner) -> float | None:
-    """FLOPs / 1e9 of one run of `runner` (a training step: forward, loss, backward; the optimiser's
-    elementwise update is not counted), or None where the counter cannot trace it."""
+    """GFLOPs of one run of `runner` (forward, loss, backward; not the optimiser's update), or None."""
     from torch.utils.flop_counter import FlopCounterMode
 
     try:
@@ -455,7 +445,7 @@ def run_model_benchmark(
     Raises:
         ConfigError: unknown model or mode, bad size, batch or counts, fp16 without CUDA, CUDA missing.
     """
-    from fusionseg.engine.runtime import autocast_context, resolve_device
+    from fusionseg.engine.runtime import autocast_context, effective_amp, resolve_device
 
     _check_arguments(model, mode, size_hw, batch, repeat, warmup, compile, threads)
     dev = resolve_device(device)
@@ -468,7 +458,7 @@ def run_model_benchmark(
         builders.update(peer_builders())
     settings = dict(
         model=model, mode=mode, size_hw=list(size_hw), batch=batch, device=str(dev), amp=amp,
-        amp_effective=_effective_amp(dev, amp), channels_last=channels_last, compile=compile,
+        amp_effective=effective_amp(dev, amp), channels_last=channels_last, compile=compile,
         warmup=warmup, repeat=repeat, num_classes=num_classes, threads=torch.get_num_threads(),
         date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )  # fmt: skip
@@ -492,16 +482,6 @@ def run_model_benchmark(
         return report
     finally:
         torch.set_num_threads(previous_threads)  # leave the process as found
-
-
-def _effective_amp(device: torch.device, amp: str) -> str:
-    """The autocast dtype the run really uses: "off" where a CPU lacks it natively (see
-    `engine.runtime.autocast_context`, which warns)."""
-    from fusionseg.engine.cpu import cpu_info
-
-    if amp != "off" and device.type == "cpu" and not cpu_info().native_autocast(amp):
-        return "off"
-    return amp
 
 
 def _efficiency(results: Sequence[ModelTiming], peak_gflops: float | None) -> None:

@@ -448,13 +448,7 @@ def run_preprocess_benchmark(
         )
     use_cuda = cuda_available and device != "cpu"
 
-    if sizes:
-        frames = [f for w, h in sizes for f in synthetic_frames(w, h)]
-    elif data_dir is not None and Path(data_dir).is_dir():
-        frames = real_frames(Path(data_dir))
-    else:
-        frames = synthetic_frames(*KINECT_SIZE)[:1] + synthetic_frames(*KITTI_SIZE)[1:]
-
+    frames = _benchmark_frames(sizes, data_dir)
     report = BenchmarkReport(
         machine=machine_info(cuda=use_cuda),
         settings={
@@ -488,6 +482,15 @@ def run_preprocess_benchmark(
     if hasattr(os, "getloadavg"):
         report.machine["loadavg_1min_end"] = round(os.getloadavg()[0], 2)
     return report
+
+
+def _benchmark_frames(sizes: Sequence[tuple[int, int]], data_dir: str | Path | None) -> list[BenchFrame]:
+    """Synthetic frames of `sizes`, else the real standard frames of `data_dir`, else synthetic ones."""
+    if sizes:
+        return [f for w, h in sizes for f in synthetic_frames(w, h)]
+    if data_dir is not None and Path(data_dir).is_dir():
+        return real_frames(Path(data_dir))
+    return synthetic_frames(*KINECT_SIZE)[:1] + synthetic_frames(*KITTI_SIZE)[1:]
 
 
 def _run_case(case: _Case, frame: BenchFrame, *, repeat: int, warmup: int, bandwidth_gbs: float) -> Timing:

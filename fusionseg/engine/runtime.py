@@ -66,6 +66,14 @@ def autocast_context(device: torch.device, amp: str) -> Any:
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def effective_amp(device: torch.device, amp: str) -> str:
+    """The autocast mode `autocast_context` really applies: "off" for a reduced precision that this
+    CPU lacks natively (where autocast_context warns and runs fp32), else `amp`."""
+    if amp != "off" and device.type == "cpu" and not cpu_info().native_autocast(amp):
+        return "off"
+    return amp
+
+
 def grad_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler:
     """Loss scaling where fp16 autocast really runs (CUDA, or a CPU with native fp16), else disabled."""
     native = device.type == "cuda" or (device.type == "cpu" and cpu_info().native_autocast("fp16"))
