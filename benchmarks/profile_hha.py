@@ -13,6 +13,7 @@ import argparse
 import cProfile
 import io
 import pstats
+from pathlib import Path
 
 import cv2
 
@@ -21,17 +22,19 @@ from fusionseg.data.io import read_depth
 from fusionseg.modalities.hha import hha
 from fusionseg.modalities.intrinsics import Intrinsics
 
-FRAME = "../shared/data/nyuv2-hha-ref/full480x640/nyu0001"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=10, help="profiled calls per encoder")
     parser.add_argument("--raw", action="store_true", help="use the raw depth's missing mask")
+    parser.add_argument("--data", type=Path, default=DATA, help="the shared real-data folder")
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
-    depth = read_depth(f"{FRAME}/depth_filled_1e-4m.png", depth_scale_m="1e-4m")
-    raw = read_depth(f"{FRAME}/depth_raw_1e-4m.png", depth_scale_m="1e-4m") if args.raw else None
+    frame = args.data / "nyuv2-hha-ref" / "full480x640" / "nyu0001"
+    depth = read_depth(frame / "depth_filled_1e-4m.png", depth_scale_m="1e-4m")
+    raw = read_depth(frame / "depth_raw_1e-4m.png", depth_scale_m="1e-4m") if args.raw else None
     k = Intrinsics.from_one_based(*NYU_INTRINSICS_ONE_BASED)
     for name, encoder in (("before (benchmarks/hha_before.py)", load_baseline("hha_before.py", "hha_before")),
                           ("after (fusionseg.modalities.hha.hha)", hha)):  # fmt: skip
