@@ -220,11 +220,10 @@ def gravity_full_pass(planes, y, sin_t, cos_t, near_limit):  # pragma: no cover 
         yz += wy * z
         zz += wz * z
         m = min(abs(s - sin_t), abs(s - cos_t))
-        if m <= near_limit:
-            near[found] = k
-            weight[found] = w
-            margin[found] = m
-            found += 1
+        near[found] = k  # branch-free compaction: written always, kept when near
+        weight[found] = w
+        margin[found] = m
+        found += 1 if m <= near_limit else 0
     a = np.array([[xx, xy, xz], [0.0, yy, yz], [0.0, 0.0, zz]])
     return a, near[:found], weight[:found].copy(), margin[:found].copy()
 
