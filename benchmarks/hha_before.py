@@ -5,17 +5,19 @@ in the same run (case `hha[before]`), so the speed-up of the package's encoder r
 machine. Not part of the package and never imported by it except through the benchmark, which loads
 it by path from the checkout. Kept verbatim (plane fits in 32-row strips with a halo, OpenCV running
 box sums per moment and radius, incremental gravity re-classification); only `hha_before` is new, the
-body of the old `hha`.
+body of the old `hha`. The primitives issue 18 left unchanged (`ray_slopes`, `point_cloud`,
+`box_sum`, `gravity_rotation`) are imported from the package rather than copied.
 """
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from fusionseg.modalities.hha import gravity_rotation
 from fusionseg.modalities.intrinsics import Intrinsics
-from fusionseg.modalities.normals import check_depth, check_intrinsics
+from fusionseg.modalities.normals import box_sum, check_depth, check_intrinsics, point_cloud
+from fusionseg.modalities.normals import ray_slopes as _ray_slopes
 
 STRIP_ROWS = 32
 NORMAL_RADII_PX = (3, 10)
@@ -26,7 +28,6 @@ GRAVITY_DRIFT_SLACK = 1e-9
 INITIAL_GRAVITY = (0.0, 1.0, 0.0)
 FLOOR_SEARCH_CM = -90.0
 FLOOR_FALLBACK_CM = -130.0
-MIN_ROTATION_DEG = 0.1
 DISPARITY_SCALE = 31000.0
 MIN_DISPARITY_DEPTH_CM = 100.0
 ANGLE_SLACK_DEG = 128.0
@@ -56,53 +57,6 @@ def hha_before(
         for channel, values in enumerate((disparity, height_cm, angle_deg)):
             out[rows, :, channel] = round_to_uint8(values)
     return out
-
-
-def _ray_slopes(shape: tuple[int, int], intrinsics: Intrinsics) -> tuple[NDArray, NDArray]:
-    """Per-column x/z and per-row y/z of the viewing rays: (1, W) and (H, 1) float64."""
-    height, width = shape
-    x_over_z = ((np.arange(width, dtype=np.float64) - intrinsics.cx) / intrinsics.fx)[None, :]
-    y_over_z = ((np.arange(height, dtype=np.float64) - intrinsics.cy) / intrinsics.fy)[:, None]
-    return x_over_z, y_over_z
-
-
-def point_cloud(
-    depth: NDArray[np.floating], intrinsics: Intrinsics, *, first_row: int = 0
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """Back-project a depth image (spec §3.2; 0-based pixel centres, see `Intrinsics`).
-
-    Args:
-        depth: (H, W) depth along the optical axis, any unit; 0 gives the point (0, 0, 0).
-        intrinsics: Pinhole intrinsics of the image.
-        first_row: Image row of `depth`'s first row, when `depth` is a strip of a larger image.
-
-    Returns:
-        (X, Y, Z): three (H, W) float64 planes in the unit of `depth` (x right, y down,
-        z forward); Z is `depth` itself as float64.
-    """
-    z = np.asarray(depth, dtype=np.float64)
-    height, width = z.shape
-    u = np.arange(width, dtype=np.float64)[None, :]
-    v = np.arange(first_row, first_row + height, dtype=np.float64)[:, None]
-    # §3.2: X = (u - cx) z / fx, Y = (v - cy) z / fy (same operation order as getPointCloudFromZ)
-    return (u - intrinsics.cx) * z / intrinsics.fx, (v - intrinsics.cy) * z / intrinsics.fy, z
-
-
-def box_sum(image: NDArray[np.float64], radius_px: int) -> NDArray[np.float64]:
-    """Sum over the (2R+1)x(2R+1) window centred on each pixel, zero outside the image.
-
-    Equals `scipy.signal.convolve2d(image, np.ones((2R+1, 2R+1)), "same")` (MATLAB `filter2`
-    'same', spec §3.3 step 3) up to float rounding; OpenCV's running box sums are much faster.
-
-    Args:
-        image: (H, W) float64, finite (NaN must be replaced by 0 beforehand).
-        radius_px: Window radius R >= 0.
-
-    Returns:
-        (H, W) float64 window sums.
-    """
-    size = 2 * radius_px + 1
-    return cv2.boxFilter(image, cv2.CV_64F, (size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
 
 
 def _moment_planes(
@@ -330,29 +284,6 @@ def _gravity_from_planes(
             # §3.4 step 4: agree in sign with the previous estimate (sign 0 -> +1)
             y = -new_y if float(y @ new_y) < 0 else new_y
     return y
-
-
-def gravity_rotation(gravity: NDArray[np.floating]) -> NDArray[np.float64]:
-    """Rotation taking (0, 1, 0) to `gravity`, Gupta's `getRMatrix` (spec §3.5 step 1).
-
-    Args:
-        gravity: (3,) direction (normalised here).
-
-    Returns:
-        (3, 3) float64 rotation R with R @ (0, 1, 0) = gravity; the identity if the angle between
-        them is at most 0.1 degrees.
-    """
-    y0 = np.array(INITIAL_GRAVITY)
-    yf = np.asarray(gravity, dtype=np.float64)
-    yf = yf / np.linalg.norm(yf)
-    phi_deg = np.degrees(np.arccos(np.clip(y0 @ yf, -1.0, 1.0)))  # fixed version: no abs()
-    if abs(phi_deg) <= MIN_ROTATION_DEG:
-        return np.eye(3)
-    axis = np.cross(y0, yf)
-    axis /= np.linalg.norm(axis)
-    k = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
-    phi = np.deg2rad(phi_deg)
-    return np.eye(3) + np.sin(phi) * k + (1.0 - np.cos(phi)) * (k @ k)
 
 
 def _geometry(
