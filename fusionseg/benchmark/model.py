@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from fusionseg.benchmark.machine import fp32_peaks_gflops, isa_text, peak_text
 from fusionseg.benchmark.memory import PeakMemory
 from fusionseg.config import config_from_dict
 from fusionseg.errors import ConfigError
@@ -151,6 +152,11 @@ class ModelTiming:
         params: Parameter elements; trainable: of those, elements that train (train mode).
         gflops: Forward FLOPs / 1e9 of one batch in eval mode (`FlopCounterMode`: convs and matmuls,
             1 multiply-add = 2 FLOPs).
+        step_gflops: FLOPs / 1e9 of one timed run: the forward pass (inference) or the whole
+            optimiser step, forward and backward (train mode, counted the same way).
+        gflops_per_s: step_gflops / median seconds: the throughput reached.
+        of_peak: gflops_per_s / the fp32 GEMM peak measured in the same run with the same threads
+            (`machine.gemm_peak_gflops`; CPU runs only): how close to what this machine can do.
         runs: Timed runs.
         median_ms / p90_ms / mean_ms / min_ms: Milliseconds per batch (per optimiser step in train mode).
         fps: Images per second at the median (batch * 1000 / median_ms).
@@ -166,6 +172,9 @@ class ModelTiming:
     params: int = 0
     trainable: int = 0
     gflops: float | None = None
+    step_gflops: float | None = None
+    gflops_per_s: float | None = None
+    of_peak: float | None = None
     runs: int = 0
     median_ms: float | None = None
     p90_ms: float | None = None
@@ -235,27 +244,30 @@ class ModelBenchmarkReport:
             "",
             f"Command: `{self.command}`",
             "",
-            f"Machine: {m.get('cpu')}, {m.get('cores')} cores, torch {m.get('torch')} with "
+            f"Machine: {m.get('cpu')} ({isa_text(m)}), {m.get('cores')} cores, torch {m.get('torch')} with "
             f"{s['threads']} thread(s), device {device}, load average {m.get('loadavg_1min_start')} at "
-            f"start. Settings: amp {s['amp']}, channels_last {s['channels_last']}, compile {s['compile']}, "
-            f"{s['warmup']} warm-up + {s['repeat']} timed runs per model (interleaved), "
-            f"{s['num_classes']} classes.",
+            f"start; fp32 GEMM peak measured in the run: {peak_text(m)}. Settings: amp {s['amp']} "
+            f"(in effect: {s.get('amp_effective', s['amp'])}), channels_last {s['channels_last']}, "
+            f"compile {s['compile']}, {s['warmup']} warm-up + {s['repeat']} timed runs per model "
+            f"(interleaved), {s['num_classes']} classes.",
             "",
-            "| model | source | params (M) | GFLOPs | median ms | p90 ms | fps | peak mem MB | "
-            "time / first |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| model | source | params (M) | GFLOP / run | median ms | p90 ms | fps | GFLOP/s | of peak | "
+            "peak mem MB | time / first |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         ours = self.results[0].median_ms if self.results else None
         for r in self.results:
             if r.skipped:
-                lines.append(f"| {r.name} | {r.source} | | | | | | | skipped: {r.skipped} |")
+                lines.append(f"| {r.name} | {r.source} | | | | | | | | | skipped: {r.skipped} |")
                 continue
             rel = f"{r.median_ms / ours:.2f}x" if ours and r.median_ms else ""
-            gflops = f"{r.gflops:.1f}" if r.gflops is not None else ""
+            work = f"{r.step_gflops:.1f}" if r.step_gflops is not None else ""
+            rate = f"{r.gflops_per_s:.1f}" if r.gflops_per_s is not None else ""
+            share = f"{100 * r.of_peak:.0f} %" if r.of_peak is not None else ""
             mem = f"{r.peak_mem_mb:.0f}" if r.peak_mem_mb is not None else ""
             lines.append(
-                f"| {r.name} | {r.source} | {r.params / 1e6:.2f} | {gflops} | {r.median_ms:.1f} | "
-                f"{r.p90_ms:.1f} | {r.fps:.2f} | {mem} | {rel} |"
+                f"| {r.name} | {r.source} | {r.params / 1e6:.2f} | {work} | {r.median_ms:.1f} | "
+                f"{r.p90_ms:.1f} | {r.fps:.2f} | {rate} | {share} | {mem} | {rel} |"
             )
         lines.append("")
         methods = sorted({r.mem_method for r in self.results if r.mem_method})
@@ -296,6 +308,19 @@ def _forward_gflops(module: nn.Module, inputs: Any) -> float | None:
         return None
     finally:
         module.train(was_training)
+
+
+def _step_gflops(runner: _Runner) -> float | None:
+    """GFLOPs of one run of `runner` (forward, loss, backward; not the optimiser's update), or None."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            runner()
+        return counter.get_total_flops() / 1e9
+    except Exception:  # noqa: BLE001 - a model the counter cannot trace just gets no figure
+        return None
 
 
 def _to_device(inputs: Any, device: torch.device, channels_last: bool) -> Any:
@@ -372,7 +397,7 @@ class _Runner:
 
 
 def _machine(device: torch.device) -> dict[str, Any]:
-    from fusionseg.benchmark.preprocess import machine_info
+    from fusionseg.benchmark.machine import machine_info
 
     return machine_info(cuda=device.type == "cuda")
 
@@ -420,7 +445,7 @@ def run_model_benchmark(
     Raises:
         ConfigError: unknown model or mode, bad size, batch or counts, fp16 without CUDA, CUDA missing.
     """
-    from fusionseg.engine.runtime import autocast_context, resolve_device
+    from fusionseg.engine.runtime import autocast_context, effective_amp, resolve_device
 
     _check_arguments(model, mode, size_hw, batch, repeat, warmup, compile, threads)
     dev = resolve_device(device)
@@ -433,8 +458,8 @@ def run_model_benchmark(
         builders.update(peer_builders())
     settings = dict(
         model=model, mode=mode, size_hw=list(size_hw), batch=batch, device=str(dev), amp=amp,
-        channels_last=channels_last, compile=compile, warmup=warmup, repeat=repeat,
-        num_classes=num_classes, threads=torch.get_num_threads(),
+        amp_effective=effective_amp(dev, amp), channels_last=channels_last, compile=compile,
+        warmup=warmup, repeat=repeat, num_classes=num_classes, threads=torch.get_num_threads(),
         date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )  # fmt: skip
     report = ModelBenchmarkReport(machine=_machine(dev), settings=settings, command=command)
@@ -449,10 +474,22 @@ def run_model_benchmark(
             runner = _prepare(build, timing, warmup=warmup, required=name == model, **run)
             if runner is not None:
                 runners[name] = runner
+        if dev.type == "cpu":  # the machine's fp32 peak, same threads, measured beside the models
+            peaks = fp32_peaks_gflops(threads=torch.get_num_threads())
+            report.machine.update(fp32_peaks_gflops=peaks, gemm_peak_gflops=max(peaks.values()))
         _time_interleaved(runners, report.results, repeat=repeat, batch=batch, on_result=on_result)
+        _efficiency(report.results, report.machine.get("gemm_peak_gflops"))
         return report
     finally:
         torch.set_num_threads(previous_threads)  # leave the process as found
+
+
+def _efficiency(results: Sequence[ModelTiming], peak_gflops: float | None) -> None:
+    """Fill each timed result's GFLOP/s and its fraction of the measured fp32 GEMM peak."""
+    for r in results:
+        if r.median_ms and r.step_gflops:
+            r.gflops_per_s = r.step_gflops / (r.median_ms / 1e3)
+            r.of_peak = r.gflops_per_s / peak_gflops if peak_gflops else None
 
 
 def _check_arguments(
@@ -510,6 +547,7 @@ def _prepare(
     timing.weights_mb = weight_bytes / 2**20
     timing.gflops = _forward_gflops(net, bench.make_inputs(run["batch"], *run["size_hw"]))
     runner = _Runner(bench, **run)
+    timing.step_gflops = timing.gflops if run["mode"] == "inference" else _step_gflops(runner)
     meter = PeakMemory(run["device"])
     meter.start()
     try:

@@ -1,19 +1,25 @@
-"""Per-frame cost of every preprocessor (`fusionseg benchmark preprocess`).
+"""Per-frame cost of every preprocessor (`fusionseg benchmark preprocess`), judged by same-run ratios.
 
 Each preprocessor runs on two standard frames: a 640x480 Kinect frame (NYU Depth v2 frame 1, raw and
 toolbox-filled depth) and a 1242x375 KITTI LiDAR frame (sparse projected depth), both read from the
 shared real-data folder when it is given, else synthetic stand-ins of the same size and sparsity.
 CPU timings are single-process and single-thread (`cv2.setNumThreads(1)`, `torch.set_num_threads(1)`);
-GPU timings synchronise the device and include the host<->device copies. Every case is warmed up first;
-the report gives the median and 90th percentile of the timed runs in milliseconds per frame, and checks
-the speed floors of issue 5 (`FLOORS_MS`: HHA <= 60 ms at 640x480 with the back-end prepare-depth uses
-on each device; fill_in_fast <= 10 ms and fill_in_multiscale <= 45 ms at 1242x375).
+GPU timings synchronise the device and include the host<->device copies. Every case is warmed up first.
+
+Milliseconds depend on the machine, so the report judges each case by ratios measured in the same run
+(issue 18), never by absolute floors:
+
+* `memory_passes`: the median time in units of one pass over the frame at the machine's measured
+  copy bandwidth (reading and writing one float32 (H, W) plane, `machine.memory_bandwidth_gbs`): what
+  a per-pixel operation costs relative to the least it could cost;
+* `vs_baseline`: for a case with a reference implementation of the same algorithm kept in
+  `benchmarks/` (HHA: `benchmarks/hha_before.py`, the encoder before issue 18), the median of the
+  paired time ratios case / baseline, the two run alternately (ABBA) so that load changes hit both.
 """
 
 from __future__ import annotations
 
 import os
-import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,18 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from fusionseg import __version__
+from fusionseg.benchmark.machine import gemm_peak_gflops, machine_info, memory_bandwidth_gbs
 from fusionseg.errors import ConfigError
 from fusionseg.modalities.intrinsics import Intrinsics
 
-# (case-name prefix, frame size "WxH", device) -> maximum median ms/frame (issue 5, item 7). The HHA floor
-# is for the back-end prepare-depth uses on each device: numpy on the CPU, torch on CUDA.
-FLOORS_MS: dict[tuple[str, str, str], float] = {
-    ("hha[numpy]", "640x480", "cpu"): 60.0,
-    ("hha[torch", "640x480", "cuda"): 60.0,
-    ("fill_in_fast[", "1242x375", "cpu"): 10.0,  # both blur types
-    ("fill_in_multiscale[", "1242x375", "cpu"): 45.0,
-}
+# the reference implementations kept beside the package in a checkout (not installed with it)
+BASELINE_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 KINECT_SIZE = (640, 480)  # (W, H)
 KITTI_SIZE = (1242, 375)
 # NYU colour camera, MATLAB 1-based (nyuv2-hha-ref/README.md)
@@ -85,15 +85,11 @@ class Timing:
     median_ms: float | None = None
     p90_ms: float | None = None
     min_ms: float | None = None
-    floor_ms: float | None = None
+    memory_passes: float | None = None  # median time / one float32 (H, W) read+write at the bandwidth
+    baseline: str = ""  # the reference implementation timed alternately with this case
+    baseline_median_ms: float | None = None
+    vs_baseline: float | None = None  # median of paired ratios case / baseline (< 1: faster)
     skipped: str = ""  # reason when the case could not run
-
-    @property
-    def passed(self) -> bool | None:
-        """True/False against the floor, None where no floor applies or the case was skipped."""
-        if self.floor_ms is None or self.median_ms is None:
-            return None
-        return self.median_ms <= self.floor_ms
 
 
 @dataclass
@@ -111,26 +107,25 @@ class BenchmarkReport:
             "machine": self.machine,
             "settings": self.settings,
             "frames": self.frames,
-            "timings": [{**asdict(t), "passed": t.passed} for t in self.timings],
+            "timings": [asdict(t) for t in self.timings],
         }
 
     def to_markdown(self) -> str:
-        """A Markdown table of the timings (what goes into benchmarks/RESULTS.md)."""
+        """A Markdown table of the timings and ratios (what goes into benchmarks/RESULTS.md)."""
         lines = [
-            "| case | frame | device | median ms | p90 ms | min ms | floor ms | ok |",
-            "|---|---|---|---:|---:|---:|---:|---|",
+            "| case | frame | device | median ms | p90 ms | memory passes | vs baseline |",
+            "|---|---|---|---:|---:|---:|---|",
         ]
         for t in self.timings:
             if t.skipped:
                 lines.append(
-                    f"| {t.case} | {t.frame} {t.size} | {t.device} | - | - | - | - | skipped: {t.skipped} |"
+                    f"| {t.case} | {t.frame} {t.size} | {t.device} | - | - | - | skipped: {t.skipped} |"
                 )
                 continue
-            floor = f"{t.floor_ms:g}" if t.floor_ms is not None else ""
-            ok = {True: "yes", False: "**no**", None: ""}[t.passed]
+            passes = f"{t.memory_passes:.0f}" if t.memory_passes is not None else ""
             lines.append(
                 f"| {t.case} | {t.frame} {t.size} | {t.device} | {t.median_ms:.2f} | {t.p90_ms:.2f} "
-                f"| {t.min_ms:.2f} | {floor} | {ok} |"
+                f"| {passes} | {_vs_baseline_text(t)} |"
             )
         return "\n".join(lines) + "\n"
 
@@ -143,6 +138,13 @@ class BenchmarkReport:
         path = Path(path)
         text = self.to_markdown() if path.suffix == ".md" else json.dumps(self.to_dict(), indent=2) + "\n"
         return atomic_write_text(path, text)
+
+
+def _vs_baseline_text(t: Timing) -> str:
+    """ "0.37 of hha[before] (2.70x faster)" or ""."""
+    if t.vs_baseline is None:
+        return ""
+    return f"{t.vs_baseline:.2f} of {t.baseline} ({1 / t.vs_baseline:.2f}x faster)"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -266,6 +268,7 @@ class _Case:
     name: str
     device: str
     make: Callable[[BenchFrame], Callable[[], Any]]  # frame -> zero-argument timed call
+    baseline: tuple[str, Callable[[BenchFrame], Callable[[], Any]]] | None = None  # timed alternately
 
 
 def _completion_cases() -> list[_Case]:
@@ -295,6 +298,28 @@ def _hha_numpy(frame: BenchFrame) -> Callable[[], Any]:
     from fusionseg.modalities.hha import hha
 
     return lambda: hha(frame.dense_m, frame.intrinsics, raw_depth_m=frame.raw_m)
+
+
+def load_baseline(file_name: str, function: str) -> Callable[..., Any]:
+    """A function of a reference implementation in the checkout's benchmarks/ folder.
+
+    Raises:
+        ImportError: benchmarks/ is not there (an installed package has no checkout beside it).
+    """
+    import importlib.util
+
+    path = BASELINE_DIR / file_name
+    spec = importlib.util.spec_from_file_location(f"fusionseg_baseline_{path.stem}", path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise ImportError(f"{path} is missing: the baselines live in a fusionseg checkout")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, function)
+
+
+def _hha_before(frame: BenchFrame) -> Callable[[], Any]:
+    hha_before = load_baseline("hha_before.py", "hha_before")
+    return lambda: hha_before(frame.dense_m, frame.intrinsics, raw_depth_m=frame.raw_m)
 
 
 def _hha_torch(device: str, batch: int = 1) -> Callable[[BenchFrame], Callable[[], Any]]:
@@ -344,7 +369,7 @@ def cases(*, cuda: bool) -> list[_Case]:
     out = _completion_cases()
     out += [
         _Case("jet", "cpu", _jet),
-        _Case("hha[numpy]", "cpu", _hha_numpy),
+        _Case("hha[numpy]", "cpu", _hha_numpy, baseline=("hha[before]", _hha_before)),
         _Case("hha[torch]", "cpu", _hha_torch("cpu")),
         _Case("normals", "cpu", _normals),
         _Case("evi", "cpu", _evi("evi")),
@@ -363,41 +388,6 @@ def cases(*, cuda: bool) -> list[_Case]:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info(*, cuda: bool) -> dict[str, Any]:
-    """CPU model, core count, load, library versions and GPU name."""
-    import cv2
-
-    info: dict[str, Any] = {
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "loadavg_1min_start": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "fusionseg": __version__,
-    }
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        if cuda:
-            info["gpu"] = torch.cuda.get_device_name(0)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        info["torch"] = None
-    return info
-
-
 def _percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
@@ -412,13 +402,6 @@ def time_call(fn: Callable[[], Any], *, repeat: int, warmup: int) -> list[float]
         fn()
         times.append((time.perf_counter() - start) * 1e3)
     return times
-
-
-def _floor_for(case: str, size: str, device: str) -> float | None:
-    for (prefix, floor_size, floor_device), floor in FLOORS_MS.items():
-        if floor_size == size and floor_device == device and case.startswith(prefix):
-            return floor
-    return None
 
 
 def run_preprocess_benchmark(
@@ -465,13 +448,7 @@ def run_preprocess_benchmark(
         )
     use_cuda = cuda_available and device != "cpu"
 
-    if sizes:
-        frames = [f for w, h in sizes for f in synthetic_frames(w, h)]
-    elif data_dir is not None and Path(data_dir).is_dir():
-        frames = real_frames(Path(data_dir))
-    else:
-        frames = synthetic_frames(*KINECT_SIZE)[:1] + synthetic_frames(*KITTI_SIZE)[1:]
-
+    frames = _benchmark_frames(sizes, data_dir)
     report = BenchmarkReport(
         machine=machine_info(cuda=use_cuda),
         settings={
@@ -488,10 +465,14 @@ def run_preprocess_benchmark(
     old_cv2, old_torch = cv2.getNumThreads(), torch.get_num_threads()
     cv2.setNumThreads(1)  # single-thread CPU figures
     torch.set_num_threads(1)
+    report.machine.update(opencv_threads=1, torch_threads=1)  # what the timed calls run with
     try:
+        bandwidth = memory_bandwidth_gbs()
+        report.machine["memory_bandwidth_gbs"] = bandwidth
+        report.machine["gemm_peak_gflops_1thread"] = gemm_peak_gflops(threads=1)
         for case in selected:
             for frame in frames:
-                timing = _run_case(case, frame, repeat=repeat, warmup=warmup)
+                timing = _run_case(case, frame, repeat=repeat, warmup=warmup, bandwidth_gbs=bandwidth)
                 report.timings.append(timing)
                 if on_timing is not None:
                     on_timing(timing)
@@ -503,11 +484,26 @@ def run_preprocess_benchmark(
     return report
 
 
-def _run_case(case: _Case, frame: BenchFrame, *, repeat: int, warmup: int) -> Timing:
+def _benchmark_frames(sizes: Sequence[tuple[int, int]], data_dir: str | Path | None) -> list[BenchFrame]:
+    """Synthetic frames of `sizes`, else the real standard frames of `data_dir`, else synthetic ones."""
+    if sizes:
+        return [f for w, h in sizes for f in synthetic_frames(w, h)]
+    if data_dir is not None and Path(data_dir).is_dir():
+        return real_frames(Path(data_dir))
+    return synthetic_frames(*KINECT_SIZE)[:1] + synthetic_frames(*KITTI_SIZE)[1:]
+
+
+def _run_case(case: _Case, frame: BenchFrame, *, repeat: int, warmup: int, bandwidth_gbs: float) -> Timing:
     timing = Timing(case.name, frame.name, frame.size, case.device, runs=repeat)
     try:
         call = case.make(frame)
-        times = time_call(call, repeat=repeat, warmup=warmup)
+        if case.baseline is None:
+            times = time_call(call, repeat=repeat, warmup=warmup)
+        else:
+            timing.baseline = case.baseline[0]
+            base_times, times = time_pair(case.baseline[1](frame), call, repeat=repeat, warmup=warmup)
+            timing.baseline_median_ms = _percentile(base_times, 50)
+            timing.vs_baseline = float(np.median(np.asarray(times) / np.asarray(base_times)))
     except ImportError as exc:
         timing.skipped = f"not available ({exc})"
         timing.runs = 0
@@ -519,5 +515,24 @@ def _run_case(case: _Case, frame: BenchFrame, *, repeat: int, warmup: int) -> Ti
     timing.median_ms = _percentile(times, 50)
     timing.p90_ms = _percentile(times, 90)
     timing.min_ms = min(times)
-    timing.floor_ms = _floor_for(case.name, frame.size, case.device)
+    plane_bytes = 2 * 4 * frame.raw_m.size  # read + write of one float32 (H, W) plane
+    timing.memory_passes = timing.median_ms / 1e3 * bandwidth_gbs * 1e9 / plane_bytes
     return timing
+
+
+def time_pair(
+    a: Callable[[], Any], b: Callable[[], Any], *, repeat: int, warmup: int
+) -> tuple[list[float], list[float]]:
+    """Milliseconds of `repeat` calls of each of `a` and `b`, alternating ABBA (after warm-ups of both),
+    so that a change of machine load between calls affects both alike."""
+    for _ in range(warmup):
+        a()
+        b()
+    times_a, times_b = [], []
+    for i in range(repeat):
+        order = ((a, times_a), (b, times_b)) if i % 2 == 0 else ((b, times_b), (a, times_a))
+        for fn, sink in order:
+            start = time.perf_counter()
+            fn()
+            sink.append((time.perf_counter() - start) * 1e3)
+    return times_a, times_b

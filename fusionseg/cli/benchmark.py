@@ -89,11 +89,13 @@ def preprocess(
     out_file: Path | None,
     as_json: bool,
 ) -> None:
-    """Milliseconds per frame of each preprocessor (median and p90 after warm-up).
+    """Milliseconds per frame of each preprocessor, and ratios that mean the same on any machine.
 
     Cases: ip_basic fill_in_fast / fill_in_multiscale (bilateral and gaussian), JET, HHA (numpy, torch
     on CPU, torch on CUDA), normals, EVI and NDVI, on a 640x480 Kinect frame (NYU) and a 1242x375 KITTI
-    LiDAR frame. CPU cases run single-process, single-thread; run with OMP_NUM_THREADS=1.
+    LiDAR frame. CPU cases run single-process, single-thread; run with OMP_NUM_THREADS=1. Each case is
+    also given in memory passes (its time over one frame's copy at the bandwidth measured in the run),
+    and HHA against benchmarks/hha_before.py timed alternately in the same run.
     """
     from fusionseg import api
     from fusionseg.cli.console import err, out, print_json
@@ -138,26 +140,34 @@ def _render(report, out) -> None:  # noqa: ANN001 - BenchmarkReport, rich consol
     machine = report.machine
     frames = ", ".join(f"{f['name']} {f['size']}" for f in report.frames)
     gpu = f", {machine['gpu']}" if machine.get("gpu") else ""
+    isa = " ".join(flag for flag, on in machine["isa"].items() if on) or "no listed ISA flags"
     table = Table(
-        title=escape(f"ms per frame - {machine['cpu']}, {machine['cores']} cores{gpu}"),
-        caption=escape(f"frames: {frames}"),
+        title=escape(f"ms per frame - {machine['cpu']} ({isa}), {machine['cores']} cores{gpu}"),
+        caption=escape(
+            f"frames: {frames}; memory pass = one float32 frame read+written at the measured "
+            f"{machine['memory_bandwidth_gbs']:.1f} GB/s; load {machine['loadavg_1min_start']}"
+        ),
         box=box.SIMPLE,
         pad_edge=False,
     )
     table.add_column("case", no_wrap=True)
     table.add_column("frame", no_wrap=True)
     table.add_column("size", no_wrap=True)
-    for name in ("median", "p90", "floor"):  # ms per frame
+    for name in ("median", "p90", "mem passes"):  # ms per frame, then time / one memory pass
         table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("ok", no_wrap=True)
+    table.add_column("vs baseline (same run)", no_wrap=True)
     for t in report.timings:
         case = escape(case_name(t))  # "[bilateral]" is not markup
         if t.skipped:
             table.add_row(case, t.frame.split("-")[0], t.size, "-", "-", "", "n/a")
             continue
-        ok = {True: "[green]yes[/]", False: "[red]no[/]", None: ""}[t.passed]
-        floor = f"{t.floor_ms:g}" if t.floor_ms is not None else ""
-        table.add_row(case, t.frame.split("-")[0], t.size, f"{t.median_ms:.2f}", f"{t.p90_ms:.2f}", floor, ok)
+        passes = f"{t.memory_passes:.0f}" if t.memory_passes is not None else ""
+        versus = ""
+        if t.vs_baseline is not None:
+            versus = escape(f"{t.vs_baseline:.2f} of {t.baseline} ({1 / t.vs_baseline:.2f}x faster)")
+        table.add_row(
+            case, t.frame.split("-")[0], t.size, f"{t.median_ms:.2f}", f"{t.p90_ms:.2f}", passes, versus
+        )
     out.print(table)
     for t in report.timings:
         if t.skipped:
@@ -298,20 +308,25 @@ def _render_models(report, out) -> None:  # noqa: ANN001 - ModelBenchmarkReport,
     from rich import box
     from rich.table import Table
 
-    s = report.settings
+    s, m = report.settings, report.machine
+    peak = f"{m['gemm_peak_gflops']:.1f} GFLOP/s" if m.get("gemm_peak_gflops") else "n/a"
+    isa = " ".join(flag for flag, on in m["isa"].items() if on)
     table = Table(
         title=f"{s['mode']} {s['size_hw'][0]}x{s['size_hw'][1]}, batch {s['batch']}, {s['device']}, "
-        f"amp {s['amp']}",
+        f"amp {s['amp']} (in effect {s['amp_effective']}), {s['threads']} thread(s)",
+        caption=f"{m['cpu']} ({isa}); fp32 GEMM peak measured in this run: {peak}",
         box=box.SIMPLE,
         pad_edge=False,
     )
     for name, justify in (
         ("model", "left"),
         ("params M", "right"),
-        ("GFLOPs", "right"),
+        ("GFLOP/run", "right"),
         ("median ms", "right"),
         ("p90 ms", "right"),
         ("fps", "right"),
+        ("GFLOP/s", "right"),
+        ("of peak", "right"),
         ("peak MB", "right"),
         ("time / first", "right"),
     ):
@@ -319,15 +334,17 @@ def _render_models(report, out) -> None:  # noqa: ANN001 - ModelBenchmarkReport,
     first = report.results[0].median_ms
     for r in report.results:
         if r.skipped:
-            table.add_row(r.name, "", "", "", "", "", "", f"skipped: {r.skipped}")
+            table.add_row(r.name, "", "", "", "", "", "", "", "", f"skipped: {r.skipped}")
             continue
         table.add_row(
             r.name,
             f"{r.params / 1e6:.2f}",
-            f"{r.gflops:.1f}" if r.gflops is not None else "",
+            f"{r.step_gflops:.1f}" if r.step_gflops is not None else "",
             f"{r.median_ms:.1f}",
             f"{r.p90_ms:.1f}",
             f"{r.fps:.2f}",
+            f"{r.gflops_per_s:.1f}" if r.gflops_per_s is not None else "",
+            f"{100 * r.of_peak:.0f} %" if r.of_peak is not None else "",
             f"{r.peak_mem_mb:.0f}" if r.peak_mem_mb is not None else "",
             f"{r.median_ms / first:.2f}x" if first else "",
         )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -28,6 +29,27 @@ def init_worker(parent_pid: int) -> None:
 
     die_with_parent(parent_pid)
     cv2.setNumThreads(1)
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """OpenCV and torch on one thread in this process for the block; the caller's settings return.
+
+    What `--workers 1` means for the data jobs: one process on one thread, the unit the scaling
+    figures of benchmarks/RESULTS.md are counted in (a pool worker gets the same from `init_worker`).
+    numpy's BLAS threads cannot be changed once numpy is loaded: set OMP_NUM_THREADS=1 for those.
+    """
+    import cv2
+    import torch
+
+    cv2_threads, torch_threads = cv2.getNumThreads(), torch.get_num_threads()
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(cv2_threads)
+        torch.set_num_threads(torch_threads)
 
 
 def run_in_pool(

@@ -47,7 +47,7 @@ from fusionseg.engine.inference import evaluate_model
 from fusionseg.engine.losses import SegmentationLoss
 from fusionseg.engine.metrics import SegmentationMetrics
 from fusionseg.engine.runlog import MetricsLog, check_resume_config
-from fusionseg.engine.runtime import autocast_context, inputs_to_device, resolve_device
+from fusionseg.engine.runtime import autocast_context, grad_scaler, inputs_to_device, resolve_device
 from fusionseg.engine.sampling import StepBatchSampler, seed_everything, seed_worker
 from fusionseg.engine.schedule import PolyLR
 from fusionseg.errors import ConfigError, DataError, FusionsegError
@@ -212,13 +212,12 @@ class Trainer:
         return distributed.all_reduce_metrics(metrics, device=self.device)  # sum of the ranks' shards
 
     def _grad_scaler(self) -> torch.amp.GradScaler:
-        """Loss scaling for fp16 autocast on CUDA (a disabled scaler otherwise).
+        """Loss scaling for fp16 autocast on CUDA, or on a CPU with native fp16 (disabled otherwise).
 
         A step whose scaled gradients overflow is skipped by the scaler, which lowers its scale and
         goes on: routine under fp16, so it neither stops the run nor counts as a non-finite step.
         """
-        enabled = self.cfg.train.amp == "fp16" and self.device.type == "cuda"
-        return torch.amp.GradScaler("cuda", enabled=enabled)
+        return grad_scaler(self.device, self.cfg.train.amp)
 
     def fit(self, *, resume: bool = False) -> TrainResult:
         """Train for `train.iterations` optimiser steps (or the rest of them when resuming).

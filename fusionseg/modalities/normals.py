@@ -17,6 +17,11 @@ from numpy.typing import NDArray
 
 from fusionseg.modalities.intrinsics import Intrinsics
 
+try:  # the compiled fast path (optional extra `fast`); without it the numpy path below runs
+    from fusionseg.modalities import hha_kernels
+except ImportError:  # pragma: no cover - depends on the environment
+    hha_kernels = None  # type: ignore[assignment]
+
 __all__ = [
     "box_sum",
     "check_depth",
@@ -25,6 +30,7 @@ __all__ = [
     "compute_normals_square_support",
     "normals_to_uint8",
     "point_cloud",
+    "ray_slopes",
     "round_to_uint8",
     "square_support_normals",
 ]
@@ -80,7 +86,7 @@ def check_intrinsics(intrinsics: object) -> Intrinsics:
     return intrinsics
 
 
-def _ray_slopes(shape: tuple[int, int], intrinsics: Intrinsics) -> tuple[NDArray, NDArray]:
+def ray_slopes(shape: tuple[int, int], intrinsics: Intrinsics) -> tuple[NDArray, NDArray]:
     """Per-column x/z and per-row y/z of the viewing rays: (1, W) and (H, 1) float64."""
     height, width = shape
     x_over_z = ((np.arange(width, dtype=np.float64) - intrinsics.cx) / intrinsics.fx)[None, :]
@@ -128,92 +134,117 @@ def box_sum(image: NDArray[np.float64], radius_px: int) -> NDArray[np.float64]:
 
 
 def _moment_planes(
-    z: NDArray[np.float64],
+    z_safe: NDArray[np.float64],
     valid: NDArray[np.bool_],
     x_over_z: NDArray[np.float64],
     y_over_z: NDArray[np.float64],
-) -> list[NDArray[np.float64]]:
+    out: NDArray[np.float64],
+) -> NDArray[np.float64]:
     """Per-pixel terms of the inverse-depth plane fit (spec §3.3 steps 1-2), before box summing.
 
     With a = (X/Z, Y/Z, 1) and t = 1/Z: the entries xx, xy, x, yy, y, 1 of a.a^T and x, y, 1 of
     a.t, in the order of Gupta's `AtARaw`, `AtbRaw`; 0 at missing pixels (MATLAB's NaN -> 0).
 
     Args:
-        z: (h, W) depth rows. valid: (h, W) bool. x_over_z: (1, W). y_over_z: (h, 1).
+        z_safe: (h, W) depth rows with 0 replaced by 1 (so that 1/Z never divides by 0).
+        valid: (h, W) bool. x_over_z: (1, W). y_over_z: (h, 1).
+        out: (9, h', W) float64 buffer with h' >= h; its first h rows receive the planes.
 
     Returns:
-        Nine (h, W) float64 planes.
+        (9, h, W) view of `out`.
     """
-    one = valid.astype(np.float64)  # 1 valid, 0 missing
-    inv_z = np.divide(1.0, z, out=np.zeros_like(z), where=valid)  # t = 1/Z
+    moments = out[:, : z_safe.shape[0]]  # (9, h, W)
+    one, inv_z = moments[5], moments[8]
+    np.copyto(one, valid)  # 1 valid, 0 missing
+    np.divide(one, z_safe, out=inv_z)  # t = 1/Z at valid pixels, 0 elsewhere
     # X/Z = (u - cx)/fx up to one rounding, so the rays need no per-pixel division
-    return [
-        one * (x_over_z * x_over_z),
-        one * (x_over_z * y_over_z),
-        one * x_over_z,
-        one * (y_over_z * y_over_z),
-        one * y_over_z,
-        one,
-        inv_z * x_over_z,  # X/Z^2
-        inv_z * y_over_z,  # Y/Z^2
-        inv_z,  # 1/Z
-    ]
+    np.multiply(one, x_over_z * x_over_z, out=moments[0])
+    np.multiply(one, x_over_z * y_over_z, out=moments[1])
+    np.multiply(one, x_over_z, out=moments[2])
+    np.multiply(one, y_over_z * y_over_z, out=moments[3])
+    np.multiply(one, y_over_z, out=moments[4])
+    np.multiply(inv_z, x_over_z, out=moments[6])  # X/Z^2
+    np.multiply(inv_z, y_over_z, out=moments[7])  # Y/Z^2
+    return moments
 
 
-def _solve_normals(
-    sums: list[NDArray[np.float64]],
-    points: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]],
-    out: NDArray[np.float64],
-) -> None:
-    """Normals from the window sums of the nine moments (spec §3.3 steps 4-5), into `out`.
+class _Scratch:
+    """Reused (h, W) float64 buffers of one strip's plane fit (no allocation per strip and radius)."""
+
+    def __init__(self, rows: int, width: int) -> None:
+        self.buffers = np.empty((8, rows, width), dtype=np.float64)
+
+    def take(self, rows: int) -> list[NDArray[np.float64]]:
+        return list(self.buffers[:, :rows])
+
+
+def _plane_normals(sums: NDArray[np.float64], out: NDArray[np.float64], scratch: _Scratch) -> None:
+    """Unnormalised normals n = adj(A^T A) A^T t from the nine window sums (spec §3.3 step 4).
 
     Args:
-        sums: Nine (h, W) window sums (AtA entries xx, xy, x, yy, y, 1; Atb entries x, y, 1).
-        points: Unmasked X, Y, Z planes, (h, W) each, to orient the normals.
+        sums: (9, h, W) window sums (AtA entries xx, xy, x, yy, y, 1; Atb entries x, y, 1).
         out: (3, h, W) float64 destination.
+        scratch: Buffers of at least h rows.
     """
     a1, a2, a3, a4, a5, a6, b1, b2, b3 = sums
-    # §3.3 step 4: n = adj(A^T A) A^T t; cofactors of the symmetric matrix as in Gupta's invertIt
-    # (c12 and c23 are written a - b instead of -(b - a): the same IEEE result, one op less)
-    c11 = a4 * a6
-    c11 -= a5 * a5
-    c12 = a3 * a5
-    c12 -= a2 * a6
-    c13 = a2 * a5
-    c13 -= a3 * a4
-    c22 = a1 * a6
-    c22 -= a3 * a3
-    c23 = a2 * a3
-    c23 -= a1 * a5
-    c33 = a1 * a4
-    c33 -= a2 * a2
+    c11, c12, c13, c22, c23, c33, tmp, _ = scratch.take(a1.shape[0])
+    # cofactors of the symmetric matrix as in Gupta's invertIt (c12 and c23 are written a - b
+    # instead of -(b - a): the same IEEE result, one op less)
+    for cof, (p, q), (r, s) in (
+        (c11, (a4, a6), (a5, a5)),
+        (c12, (a3, a5), (a2, a6)),
+        (c13, (a2, a5), (a3, a4)),
+        (c22, (a1, a6), (a3, a3)),
+        (c23, (a2, a3), (a1, a5)),
+        (c33, (a1, a4), (a2, a2)),
+    ):
+        np.multiply(p, q, out=cof)
+        np.multiply(r, s, out=tmp)
+        cof -= tmp
+    for n, (k1, k2, k3) in zip(out, ((c11, c12, c13), (c12, c22, c23), (c13, c23, c33))):
+        np.multiply(k1, b1, out=n)  # n = k1 b1 + k2 b2 + k3 b3, in MATLAB's order
+        np.multiply(k2, b2, out=tmp)
+        n += tmp
+        np.multiply(k3, b3, out=tmp)
+        n += tmp
+
+
+def _normalise(
+    out: NDArray[np.float64], count: NDArray[np.float64], undefined: float, scratch: _Scratch
+) -> None:
+    """Scale the (3, h, W) normals `out` to unit length; `undefined` where `count` < 2 points.
+
+    MATLAB's exact filter2 sums make the adjugate exactly 0 (0/0 = NaN) where the window held fewer
+    than two valid points; running box sums can leave rounding residue after a window leaves valid
+    pixels, so those windows are found by their exact count instead.
+    """
     nx, ny, nz = out
-    np.multiply(c11, b1, out=nx)
-    nx += c12 * b2
-    nx += c13 * b3
-    np.multiply(c12, b1, out=ny)
-    ny += c22 * b2
-    ny += c23 * b3
-    np.multiply(c13, b1, out=nz)
-    nz += c23 * b2
-    nz += c33 * b3
-    norm = nx * nx
-    norm += ny * ny
-    norm += nz * nz
+    norm, tmp = scratch.take(nx.shape[0])[6:8]
+    np.multiply(nx, nx, out=norm)
+    np.multiply(ny, ny, out=tmp)
+    norm += tmp
+    np.multiply(nz, nz, out=tmp)
+    norm += tmp
     np.sqrt(norm, out=norm)
-    # NaN where the window held fewer than two valid points, as in MATLAB, whose exact
-    # filter2 sums make the adjugate exactly 0 there; running box sums can leave rounding residue
-    # after a window leaves valid pixels, so those windows are found by their exact count a6
-    norm[a6 < 2] = np.nan
+    if not np.isnan(undefined):  # a zero-length fit (collinear points) gives 0/0 = NaN too
+        np.copyto(norm, np.inf, where=norm == 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         out /= norm
-    # §3.3 step 5: flip by sign(n_z) (0 -> +1), then by sign(n.P) (NaN, 0 -> +1) with the
-    # unmasked point P; NaN compares False, so NaN normals stay as they are (NaN)
+    np.copyto(out, undefined, where=count < 2)
+
+
+def _orient(out: NDArray[np.float64], points: tuple[NDArray[np.float64], ...], scratch: _Scratch) -> None:
+    """§3.3 step 5: flip the unit normals `out` by sign(n_z) (0 -> +1), then by sign(n.P) (NaN,
+    0 -> +1) with the unmasked point P; NaN compares False, so NaN normals stay NaN."""
+    nx, ny, nz = out
     np.negative(out, out=out, where=nz < 0)
+    dot, tmp = scratch.take(nx.shape[0])[6:8]
     x_pts, y_pts, z_pts = points
-    dot = nx * x_pts
-    dot += ny * y_pts
-    dot += nz * z_pts
+    np.multiply(nx, x_pts, out=dot)
+    np.multiply(ny, y_pts, out=tmp)
+    dot += tmp
+    np.multiply(nz, z_pts, out=tmp)
+    dot += tmp
     np.negative(out, out=out, where=dot < 0)
 
 
@@ -222,12 +253,15 @@ def square_support_normals(
     intrinsics: Intrinsics,
     radii_px: tuple[int, ...],
     missing_mask: NDArray[np.bool_] | None = None,
+    *,
+    oriented: tuple[bool, ...] | None = None,
 ) -> list[NDArray[np.float64]]:
     """Normals by plane fits over square windows of several radii at once (spec §3.3).
 
-    The per-pixel terms are computed once and box-summed per radius; work proceeds in strips of
-    `STRIP_ROWS` rows (with a halo of the largest radius) so that temporaries stay cache-sized.
-    The window sums equal MATLAB `filter2` 'same' with zero padding.
+    With numba installed (extra `fast`) each radius is one compiled pass over the image
+    (`hha_kernels.plane_fit_normals`); otherwise the per-pixel terms are computed per strip of
+    `STRIP_ROWS` rows (with a halo of the largest radius) and box-summed per radius with OpenCV.
+    Both give the window sums of MATLAB `filter2` 'same' with zero padding, up to float rounding.
 
     Args:
         depth: (H, W) depth, any unit (HHA passes cm), >= 0, 0 = missing.
@@ -236,32 +270,68 @@ def square_support_normals(
         missing_mask: (H, W) bool, True where depth is missing (the raw-depth mask of §3.1);
             pixels with depth 0 count as missing in any case (deviation: MATLAB would spread
             1/0 = inf over their windows).
+        oriented: Per radius, whether to orient the normals (default: all). An unoriented field
+            keeps the fit's arbitrary sign and holds 0 instead of NaN where undefined: what a
+            sign-free use such as the gravity estimate (`hha._gravity_from_planes`) needs.
 
     Returns:
-        One (3, H, W) float64 array of unit normals (planes x, y, z) per radius, oriented away
-        from the camera (n.P >= 0), NaN where the window held fewer than two valid points.
-        Where the valid points of a window lie on one line (e.g. a single row of them at the edge
-        of a hole) the plane is undetermined and the normal is rounding noise, as in MATLAB.
+        One (3, H, W) float64 array of unit normals (planes x, y, z) per radius; oriented ones point
+        away from the camera (n.P >= 0) and are NaN where the window held fewer than two valid
+        points. Where the valid points of a window lie on one line (e.g. a single row of them at
+        the edge of a hole) the plane is undetermined and the normal is rounding noise, as in MATLAB.
     """
     z = np.asarray(depth, dtype=np.float64)
-    height, width = z.shape
     valid = z > 0
     if missing_mask is not None:
         valid &= ~missing_mask
-    x_over_z, y_over_z = _ray_slopes(z.shape, intrinsics)  # (1, W), (H, 1)
+    oriented = oriented if oriented is not None else (True,) * len(radii_px)
+    if hha_kernels is None:
+        return _normals_numpy(z, valid, intrinsics, radii_px, oriented=oriented)
+    height, width = z.shape
+    x_over_z, y_over_z = ray_slopes(z.shape, intrinsics)  # (1, W), (H, 1)
+    rays = (
+        x_over_z.ravel(),
+        y_over_z.ravel(),
+        np.arange(width, dtype=np.float64) - intrinsics.cx,  # u - cx, as in point_cloud
+        np.arange(height, dtype=np.float64) - intrinsics.cy,
+    )
+    focal = (float(intrinsics.fx), float(intrinsics.fy))
+    return [hha_kernels.plane_fit(z, valid, rays, focal, r, o) for r, o in zip(radii_px, oriented)]
+
+
+def _normals_numpy(
+    z: NDArray[np.float64],
+    valid: NDArray[np.bool_],
+    intrinsics: Intrinsics,
+    radii_px: tuple[int, ...],
+    *,
+    oriented: tuple[bool, ...],
+) -> list[NDArray[np.float64]]:
+    """`square_support_normals` in numpy/OpenCV array passes (strips of `STRIP_ROWS` rows)."""
+    height, width = z.shape
+    x_over_z, y_over_z = ray_slopes(z.shape, intrinsics)  # (1, W), (H, 1)
     outs = [np.empty((3, height, width), dtype=np.float64) for _ in radii_px]
+    z_safe = np.where(valid, z, 1.0)  # see _moment_planes
     halo = max(radii_px)
+    moments_buffer = np.empty((9, STRIP_ROWS + 2 * halo, width), dtype=np.float64)
+    sums = np.empty((9, STRIP_ROWS, width), dtype=np.float64)
+    scratch = _Scratch(STRIP_ROWS, width)
     for top in range(0, height, STRIP_ROWS):
         bottom = min(height, top + STRIP_ROWS)
         h0, h1 = max(0, top - halo), min(height, bottom + halo)  # rows with moments
-        moments = _moment_planes(z[h0:h1], valid[h0:h1], x_over_z, y_over_z[h0:h1])
-        points = point_cloud(z[top:bottom], intrinsics, first_row=top)  # unmasked, §3.2
-        for radius, out in zip(radii_px, outs):
+        moments = _moment_planes(z_safe[h0:h1], valid[h0:h1], x_over_z, y_over_z[h0:h1], moments_buffer)
+        for radius, out, orient in zip(radii_px, outs, oriented):
             # rows [top - R, bottom + R) suffice; zero padding only at the image border
             r0, r1 = max(h0, top - radius), min(h1, bottom + radius)
             keep = slice(top - r0, bottom - r0)
-            sums = [box_sum(m[r0 - h0 : r1 - h0], radius)[keep] for m in moments]
-            _solve_normals(sums, points, out[:, top:bottom])
+            strip_sums = sums[:, : bottom - top]  # (9, h, W)
+            for moment, total in zip(moments, strip_sums):
+                total[...] = box_sum(moment[r0 - h0 : r1 - h0], radius)[keep]
+            normals = out[:, top:bottom]  # (3, h, W)
+            _plane_normals(strip_sums, normals, scratch)
+            _normalise(normals, strip_sums[5], np.nan if orient else 0.0, scratch)
+            if orient:
+                _orient(normals, point_cloud(z[top:bottom], intrinsics, first_row=top), scratch)  # §3.2
     return outs
 
 
@@ -350,18 +420,27 @@ def normals_to_uint8(normals: NDArray[np.floating], *, order: str = "bgr") -> ND
     return np.ascontiguousarray(round_to_uint8(scaled))
 
 
-def round_to_uint8(values: NDArray[np.floating]) -> NDArray[np.uint8]:
+def round_to_uint8(
+    values: NDArray[np.floating], *, out: NDArray[np.uint8] | None = None
+) -> NDArray[np.uint8]:
     """MATLAB `uint8()`: round half away from zero, saturate to [0, 255], NaN -> 0 (spec §3.6).
+
+    Computed as trunc(clip(x + pred(0.5), 0, 255)) with pred(0.5) the float just below 0.5 in
+    the input's precision: exact for every x >= 0 (ties x.5 go up, x.5 - 1 ulp goes down, where
+    x + 0.5 would round 0.49999999999999994 up), three passes instead of a floor and a fix-up.
 
     Args:
         values: Float array of any shape (float32 stays float32 while rounding).
+        out: Optional uint8 destination of the same shape (e.g. one channel of an image).
 
     Returns:
-        uint8 array of the same shape.
+        uint8 array of the same shape (`out` when given).
     """
-    x = np.clip(values, 0.0, 255.0)  # a copy; +-inf saturate, NaN stays NaN
-    np.copyto(x, 0.0, where=np.isnan(x))
-    rounded = np.floor(x)
-    x -= rounded  # fractional part, exact in floating point: ties (x.5) are found exactly
-    rounded += x >= 0.5
-    return rounded.astype(np.uint8)
+    half_down = np.nextafter(values.dtype.type(0.5), values.dtype.type(0.0))
+    x = values + half_down  # a new array; +-inf saturate below, NaN stays NaN
+    np.fmax(x, 0.0, out=x)  # fmax returns the number where x is NaN: NaN -> 0
+    np.minimum(x, 255.0, out=x)
+    if out is None:
+        return x.astype(np.uint8)  # truncation = floor for x >= 0
+    np.copyto(out, x, casting="unsafe")
+    return out

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from fusionseg.benchmark.model import ModelBenchmarkReport, ModelTiming
 from fusionseg.cli import main
 
@@ -32,6 +34,15 @@ def test_inference_json_with_peers(tmp_path: Path, capsys) -> None:
         assert r["runs"] == 2 and r["p90_ms"] >= r["median_ms"] > 0 and r["fps"] > 0
         assert r["params"] > 1e6 and r["gflops"] > 0
         assert r["peak_mem_mb"] is None or r["peak_mem_mb"] >= r["weights_mb"]
+        # throughput from the FLOP count, and as a fraction of the GEMM peak measured in the run
+        assert r["step_gflops"] == r["gflops"]
+        assert abs(r["gflops_per_s"] - r["gflops"] / (r["median_ms"] / 1e3)) < 1e-6 * r["gflops_per_s"]
+        assert r["of_peak"] == r["gflops_per_s"] / report["machine"]["gemm_peak_gflops"]
+    machine = report["machine"]
+    assert machine["gemm_peak_gflops"] == max(machine["fp32_peaks_gflops"].values()) > 0
+    assert set(machine["fp32_peaks_gflops"]) == {"mm", "conv1x1", "conv3x3"}
+    assert machine["cpu"] and set(machine["isa"]) >= {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
+    assert {"numpy", "opencv", "torch", "torch_threads", "opencv_threads"} <= set(machine)
     assert set(report["ratios"]) == set(names[1:])
     assert report["floor"] is None  # the floor is defined at 384x768 only
     assert "benchmark model --model adapnetpp --size 64x128" in report["command"]
@@ -48,13 +59,27 @@ def test_fused_model_training_step(capsys) -> None:
     assert report["settings"]["mode"] == "train" and result["name"] == "cmode"
     assert 0 < result["trainable"] < result["params"]  # frozen experts, as in the fusion stage
     assert result["median_ms"] > 0 and result["fps"] > 0
+    # a training step's FLOPs (forward + backward) exceed the forward pass's
+    assert result["step_gflops"] > result["gflops"] and 0 < result["of_peak"]
 
 
 def test_bad_options_fail_with_one_line(capsys) -> None:
     assert main(["benchmark", "model", "--size", "60x128"]) == 2
     assert "multiples of 16" in capsys.readouterr().err
-    assert main(["benchmark", "model", "--amp", "fp16", "--device", "cpu", "--size", "32x32"]) == 2
-    assert "fp16 needs a CUDA device" in capsys.readouterr().err
+    assert main(["benchmark", "model", "--size", "60x128", "--batch", "0"]) == 2
+
+
+def test_autocast_not_native_on_this_cpu_runs_fp32(capsys, monkeypatch) -> None:
+    """bf16 asked for on a CPU without native bf16: one warning, and the report says fp32 ran."""
+    from fusionseg.engine import cpu, runtime
+
+    plain = cpu.CPUInfo("plain test cpu", frozenset({"avx2", "fma"}), 2)
+    monkeypatch.setattr(runtime, "cpu_info", lambda: plain)
+    monkeypatch.setattr(cpu, "cpu_info", lambda: plain)
+    with pytest.warns(RuntimeWarning, match="bf16 is not native on this CPU"):
+        assert main(["benchmark", "model", *TINY, "--amp", "bf16", "--json"]) == 0
+    settings = json.loads(capsys.readouterr().out)["settings"]
+    assert settings["amp"] == "bf16" and settings["amp_effective"] == "off"
 
 
 def _timing(name: str, median_ms: float) -> ModelTiming:

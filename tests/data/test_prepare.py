@@ -444,7 +444,10 @@ def test_resume_recomputes_outputs_that_are_not_whole(tmp_path: Path) -> None:
 
 
 def test_one_worker_runs_opencv_on_one_thread_and_restores_it(tmp_path: Path, monkeypatch) -> None:
-    """--workers 1 is the single thread it says (benchmarks rely on it); the caller's setting returns."""
+    """--workers 1 is the single thread it says (benchmarks rely on it): OpenCV and torch in the
+    parent process itself; the caller's settings return."""
+    import torch
+
     import fusionseg.data.prepare.runner as prepare_module
 
     _write_dataset(tmp_path / "ds", n=2)
@@ -452,14 +455,17 @@ def test_one_worker_runs_opencv_on_one_thread_and_restores_it(tmp_path: Path, mo
     real = prepare_module.process_frame
 
     def spy(task, ctx):
-        seen.append(cv2.getNumThreads())
+        seen.append((cv2.getNumThreads(), torch.get_num_threads()))
         return real(task, ctx)
 
     monkeypatch.setattr(prepare_module, "process_frame", spy)
-    before = cv2.getNumThreads()
+    before = cv2.getNumThreads(), torch.get_num_threads()
     cv2.setNumThreads(2)
+    torch.set_num_threads(2)
     try:
         prepare_depth(tmp_path / "ds", tmp_path / "out", dataclasses.replace(FULL, workers=1))
-        assert seen == [1, 1] and cv2.getNumThreads() == 2
+        assert seen == [(1, 1), (1, 1)]
+        assert cv2.getNumThreads() == 2 and torch.get_num_threads() == 2
     finally:
-        cv2.setNumThreads(before)
+        cv2.setNumThreads(before[0])
+        torch.set_num_threads(before[1])

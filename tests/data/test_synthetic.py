@@ -333,6 +333,34 @@ def test_generate_dataset_files(tmp_path: Path) -> None:
         assert (tmp_path / frame["split"] / "rgb" / f"{frame['id']}.png").is_file()
 
 
+def test_one_worker_is_one_thread_and_restores_the_settings(tmp_path: Path, monkeypatch) -> None:
+    """workers=1: OpenCV, torch and the raycaster on one thread in this process (the unit of the
+    scaling figures); the caller's thread settings return afterwards."""
+    import cv2
+    import torch
+
+    import fusionseg.data.synthetic.writer as writer
+
+    seen = []
+    real = writer.render_frame
+
+    def spy(index, cfg, *, nthreads):
+        seen.append((cv2.getNumThreads(), torch.get_num_threads(), nthreads))
+        return real(index, cfg, nthreads=nthreads)
+
+    monkeypatch.setattr(writer, "render_frame", spy)
+    before = cv2.getNumThreads(), torch.get_num_threads()
+    cv2.setNumThreads(2)
+    torch.set_num_threads(2)
+    try:
+        generate_dataset(tmp_path / "one", dataclasses.replace(SMALL, num_frames=2, workers=1))
+        assert seen == [(1, 1, 1), (1, 1, 1)]
+        assert cv2.getNumThreads() == 2 and torch.get_num_threads() == 2
+    finally:
+        cv2.setNumThreads(before[0])
+        torch.set_num_threads(before[1])
+
+
 def test_same_seed_same_bytes_whatever_the_workers(tmp_path: Path) -> None:
     cfg = dataclasses.replace(SMALL, num_frames=4)
     generate_dataset(tmp_path / "one", dataclasses.replace(cfg, workers=1))

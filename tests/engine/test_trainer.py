@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 
@@ -10,7 +11,9 @@ import torch
 from engine_helpers import NUM_CLASSES, ColourBlocks, TinyNet, tiny_config, tiny_meta
 from torch import nn
 
+from fusionseg.engine import runtime
 from fusionseg.engine.checkpoint import load_checkpoint
+from fusionseg.engine.cpu import CPUInfo
 from fusionseg.engine.sampling import StepBatchSampler
 from fusionseg.engine.trainer import Trainer, TrainEvent
 from fusionseg.errors import CheckpointError, ConfigError, FusionsegError
@@ -241,9 +244,19 @@ def test_worker_processes_do_not_change_the_result(tmp_path, datasets):
         assert torch.equal(value, b.model.state_dict()[key]), key
 
 
-def test_amp_modes_on_cpu(tmp_path, datasets):
-    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
-        make_trainer(tmp_path / "fp16", datasets, amp="fp16")
+def test_amp_modes_on_cpu(tmp_path, datasets, monkeypatch):
+    """Reduced precision on the CPU only where it is native: elsewhere one warning and fp32."""
+    plain = CPUInfo("plain test cpu", frozenset({"avx2", "fma"}), 2)
+    monkeypatch.setattr(runtime, "cpu_info", lambda: plain)
+    with pytest.warns(RuntimeWarning, match="fp16 is not native on this CPU .plain test cpu"):
+        result = make_trainer(tmp_path / "fp16", datasets, amp="fp16", iterations=2).fit()
+    assert result.steps == 2
+    assert not runtime.grad_scaler(torch.device("cpu"), "fp16").is_enabled()
+    with pytest.warns(RuntimeWarning, match="bf16 is not native"):
+        assert isinstance(runtime.autocast_context(torch.device("cpu"), "bf16"), contextlib.nullcontext)
+    native = CPUInfo("bf16 test cpu", frozenset({"avx512_bf16"}), 2)
+    monkeypatch.setattr(runtime, "cpu_info", lambda: native)
+    assert isinstance(runtime.autocast_context(torch.device("cpu"), "bf16"), torch.autocast)
     result = make_trainer(tmp_path / "bf16", datasets, amp="bf16", iterations=2).fit()
     assert result.steps == 2 and result.metrics is not None
 

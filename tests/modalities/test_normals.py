@@ -75,7 +75,7 @@ def test_box_sum_equals_convolve2d_same_with_zero_padding(radius: int) -> None:
 
 
 @pytest.mark.parametrize("radius", [3, 10])
-def test_strips_equal_the_direct_full_image_fit(radius: int) -> None:
+def test_strips_equal_the_direct_full_image_fit(radius: int, plane_fit_backend: str) -> None:
     """Several strips (with halos) and 30 % scattered missing pixels: same normals as the spec."""
     shape = (2 * STRIP_ROWS + 13, 49)
     z = _smooth_depth(shape, radius)
@@ -86,7 +86,7 @@ def test_strips_equal_the_direct_full_image_fit(radius: int) -> None:
     np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-7)
 
 
-def test_windows_without_enough_points_are_nan() -> None:
+def test_windows_without_enough_points_are_nan(plane_fit_backend: str) -> None:
     """No valid point, or a single one: NaN (MATLAB's exact sums give adj = 0 there)."""
     z = _smooth_depth((40, 40), 3)
     missing = np.zeros(z.shape, bool)
@@ -156,6 +156,20 @@ def test_normals_to_uint8_mapping_and_order() -> None:
 def test_round_to_uint8_is_matlab_rounding() -> None:
     values = np.array([-3.0, -0.5, 0.49999999999999994, 0.5, 1.5, 2.5, 254.5, 255.4, 300.0, np.nan, np.inf])
     np.testing.assert_array_equal(round_to_uint8(values), [0, 0, 0, 1, 2, 3, 255, 255, 255, 0, 255])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_round_to_uint8_exact_at_every_tie_and_its_neighbours(dtype) -> None:
+    """Every k + 0.5 and k in [0, 256], and the floats just below and above each: half away from
+    zero, as floor(x) + (x - floor(x) >= 0.5) computes it exactly."""
+    points = np.concatenate([np.arange(0, 257, dtype=dtype), np.arange(0, 257, dtype=dtype) + dtype(0.5)])
+    values = np.concatenate([points, np.nextafter(points, dtype(-1)), np.nextafter(points, dtype(300))])
+    floor = np.floor(values)
+    expected = np.clip(floor + (values - floor >= 0.5), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(round_to_uint8(values), expected)
+    out = np.zeros(values.shape, np.uint8)
+    assert round_to_uint8(values, out=out) is out
+    np.testing.assert_array_equal(out, expected)
 
 
 @settings(max_examples=40, deadline=None)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fusionseg.data.pool import run_in_pool
+from fusionseg.data.pool import run_in_pool, single_threaded
 from fusionseg.data.prepare.frame import _Context, _HHAJob, process_frame
 from fusionseg.data.prepare.options import PrepareOptions
 from fusionseg.data.prepare.plan import plan_prepare
@@ -117,16 +117,11 @@ class _Collector:
 
 
 def _run_here(todo: list[FrameTask], ctx: _Context, finish: Finish) -> None:
-    """One process, one OpenCV thread, as in each pool worker (the caller's setting is restored)."""
-    import cv2
-
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
+    """One process on one thread (OpenCV and torch), as in each pool worker; the caller's settings
+    are restored after."""
+    with single_threaded():
         for task in todo:
             finish(*process_frame(task, ctx))
-    finally:
-        cv2.setNumThreads(threads)
 
 
 def _run_pool(todo: list[FrameTask], ctx: _Context, workers: int, finish: Finish) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -18,7 +19,7 @@ from fusionseg.config import SyntheticConfig, config_to_dict
 from fusionseg.data.catalog import SYNTHETIC
 from fusionseg.data.io import write_depth, write_png
 from fusionseg.data.listfile import write_list
-from fusionseg.data.pool import run_in_pool
+from fusionseg.data.pool import run_in_pool, single_threaded
 from fusionseg.data.synthetic.params import FrameParams, check_config, frame_intrinsics, frame_params
 from fusionseg.data.synthetic.render import render_frame
 from fusionseg.errors import DataError
@@ -174,10 +175,14 @@ def generate_dataset(
     if progress is not None:
         progress(0, len(todo))
     if workers == 1:
-        for done, index in enumerate(todo, start=1):
-            _write_frame(index, cfg, str(root), 0)
-            if progress is not None:
-                progress(done, len(todo))
+        # asked for one worker: one thread too (OpenCV, torch, raycasting), the unit of the scaling
+        # figures; one worker only because few frames are left: the raycaster may use every core
+        single = cfg.workers == 1
+        with single_threaded() if single else contextlib.nullcontext():
+            for done, index in enumerate(todo, start=1):
+                _write_frame(index, cfg, str(root), 1 if single else 0)
+                if progress is not None:
+                    progress(done, len(todo))
     elif todo:
         # spawned processes: safe whatever threads the parent runs; a worker's error is re-raised here
         write = functools.partial(_write_frame, cfg=cfg, root=str(root), nthreads=1)
