@@ -132,3 +132,5 @@ def test_banded_upsampled_labels_equal_whole_interpolation(shape, size_hw):
     banded = upsampled_labels(probs, size_hw, band_bytes=4096)  # many bands of a few rows
     assert banded.shape == size_hw and banded.dtype == np.uint8
     assert (banded == whole.numpy()).mean() >= 0.99999  # float summation order: near-ties only
+    one_band = upsampled_labels(probs, size_hw)  # small enough for the single-interpolation path
+    assert np.array_equal(one_band, whole.numpy().astype(np.uint8))
