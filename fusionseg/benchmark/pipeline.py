@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from fusionseg.benchmark.preprocess import BenchFrame, machine_info
+from fusionseg.benchmark.machine import isa_text, machine_info
+from fusionseg.benchmark.preprocess import BenchFrame
 from fusionseg.errors import ConfigError
 
 STAGES = ("read", "completion", "encoding", "model", "postprocess")
@@ -88,22 +89,25 @@ class PipelineBenchmarkReport:
             f"### Pipeline: raw frame to classes ({s['model']}, {s['device']}, {s['backend']} back-end, "
             f"batch {s['batch']}, {s['threads']} thread(s))",
             "",
-            f"Machine: {m.get('cpu')}, {m.get('cores')} cores"
+            f"Machine: {m.get('cpu')} ({isa_text(m)}), {m.get('cores')} cores, load "
+            f"{m.get('loadavg_1min_start')} at the start"
             + (f", GPU {m['gpu']}" if m.get("gpu") else "")
-            + f"; torch {m.get('torch')}, OpenCV {m.get('opencv')}. Model input {s['model_size']}, "
-            f"{s['repeat']} timed runs after {s['warmup']} warm-up, median (p90) ms per frame.",
+            + f"; torch {m.get('torch')}, OpenCV {m.get('opencv')}, numba {m.get('numba')}. Model input "
+            f"{s['model_size']}, ip_basic {s['complete']}, {s['repeat']} timed runs after {s['warmup']} "
+            "warm-up, median (p90) ms per frame; the last column is the share of the frame's time spent "
+            "outside the network (reading, completion, encoding, post-processing).",
             "",
-            "| case | frame | " + " | ".join(STAGES) + " | total | frames/s |",
-            "|---|---|" + "---:|" * (len(STAGES) + 2),
+            "| case | frame | " + " | ".join(STAGES) + " | total | frames/s | not model |",
+            "|---|---|" + "---:|" * (len(STAGES) + 3),
         ]
         for c in self.cases:
             d = c.to_dict()
             cells = [f"{d['median_ms'][st]:.1f} ({d['p90_ms'][st]:.1f})" for st in STAGES]
+            outside = 1 - d["median_ms"]["model"] / sum(d["median_ms"].values())
             lines.append(
-                f"| {c.case} | {c.frame} {c.size} | "
-                + " | ".join(cells)
-                + f" | {d['total_median_ms']:.1f} | {d['frames_per_s']:.2f} |"
-            )
+                f"| {c.case} | {c.frame} {c.size} | " + " | ".join(cells)
+                + f" | {d['total_median_ms']:.1f} | {d['frames_per_s']:.2f} | {100 * outside:.0f} % |"
+            )  # fmt: skip
         return "\n".join(lines) + "\n"
 
     def write(self, path: str | Path) -> Path:
@@ -340,7 +344,7 @@ def run_pipeline_benchmark(
                 with torch.no_grad():
                     for _ in range(warmup):
                         run()
-                    times = StageTimes(f"{model} rgb+{encoding}", frame.name, frame.size)
+                    times = StageTimes(f"{model} {'+'.join(seg.modalities)}", frame.name, frame.size)
                     times.runs = [run() for _ in range(repeat)]
                 cases.append(times)
     settings = {

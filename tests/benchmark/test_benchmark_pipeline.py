@@ -30,7 +30,7 @@ def test_every_stage_is_timed_on_the_real_frames(shared_data: Path) -> None:
         summary = case.to_dict()
         assert summary["total_median_ms"] == pytest.approx(float(np.median(case.total_ms)), abs=0.01)
     markdown = report.to_markdown()
-    assert "| adapnetpp rgb+jet | kinect-nyu0001 640x480 |" in markdown and "completion" in markdown
+    assert "| adapnetpp jet | kinect-nyu0001 640x480 |" in markdown and "completion" in markdown
 
 
 def test_cli_json_and_results_section(shared_data: Path, tmp_path: Path, capsys) -> None:
