@@ -166,3 +166,31 @@ def test_prepare_dataset_modalities_record_their_recipe(tmp_path: Path) -> None:
     depth_m = read_depth(sample.files["depth"], depth_scale_m=meta["depth_scale"], check_range=False)
     made = make_model_inputs({"jet": jet}, depth_m=depth_m)["jet"]
     assert np.array_equal(made, cv2.imread(str(sample.files["jet"]), cv2.IMREAD_UNCHANGED))
+
+
+def test_a_fused_rgb_hha_model_takes_the_raw_colour_and_depth(nyu: dict[str, Path], tmp_path: Path) -> None:
+    """SSMA over rgb + HHA, trained (here: built) on the prepared NYU folder: the raw colour image and
+    raw Kinect depth give the classes of the colour image and the prepared HHA file."""
+    from fusionseg import registry
+    from fusionseg.config import config_from_dict, config_to_dict
+    from fusionseg.engine.checkpoint import checkpoint_header, save_checkpoint
+    from fusionseg.workflows.run_meta import checkpoint_meta
+
+    root = nyu["prepared"].parents[1]
+    data = {"root": str(root), "height_px": 96, "width_px": 128, "depth_sensor": "any"}
+    cfg = config_from_dict({"data": data, "model": {"num_classes": 9}, "fusion": {"cmode_pool_hw": [6, 8]}})
+    channels = {"rgb": 3, "hha": 3}
+    torch.manual_seed(0)
+    model = registry.build_model("ssma", cfg, channels).eval()
+    meta = {**checkpoint_meta(cfg, kind="ssma", in_channels=channels), "experts": [], "stage": "fusion"}
+    header = checkpoint_header(**meta, step=0, model=model.state_dict(), config=config_to_dict(cfg))
+    ckpt = save_checkpoint(tmp_path / "ssma.pt", header)
+    seg = Segmenter.from_checkpoint(ckpt, device="cpu", depth_scale="1e-4m", mode="resize")
+    assert seg.raw_needs() == {"rgb", "depth", "intrinsics"}
+    bgr = cv2.imread(str(nyu["rgb"]))
+    raw = cv2.imread(str(nyu["raw"]), cv2.IMREAD_UNCHANGED)
+    labels = seg.predict_raw(rgb=bgr, depth=raw, intrinsics=_nyu_intrinsics())
+    prepared = cv2.imread(str(nyu["prepared"]), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(labels, seg.predict({"rgb": bgr, "hha": prepared}))
+    with pytest.raises(DataError, match="raw rgb"):
+        seg.predict_raw(depth=raw, intrinsics=_nyu_intrinsics())
