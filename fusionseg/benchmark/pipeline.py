@@ -198,21 +198,11 @@ class _Stages:
             )
 
     def _complete(self, raws: list[np.ndarray]) -> list[np.ndarray]:
-        from fusionseg.data.prepare.products import complete_depth
+        from fusionseg.data.prepare.products import complete_depth, complete_depth_batch_torch
 
         if self.backend != "torch" or self.options.complete == "none":
             return [complete_depth(raw, self.options) for raw in raws]
-        from fusionseg.modalities.completion_torch import complete_depth_torch
-
-        dense = complete_depth_torch(
-            torch.from_numpy(np.stack(raws)),  # (B, H, W) m
-            method=self.options.complete,
-            max_depth=self.options.max_depth_m,
-            extrapolate=self.options.extrapolate,
-            blur_type=self.options.blur,
-            device=self.seg.device,
-        )
-        return list(dense.cpu().numpy())
+        return list(complete_depth_batch_torch(np.stack(raws), self.options))  # (B, H, W) at once
 
     def _encode(self, raws: list[np.ndarray], dense: list[np.ndarray]) -> list[np.ndarray]:
         from fusionseg.data.prepare.products import depth_products

@@ -10,15 +10,9 @@ from pathlib import Path
 import click
 
 from fusionseg.api import MODEL_NAMES
-from fusionseg.cli.options import json_option
+from fusionseg.cli.options import json_option, shared_data_option
 
 PARAM_FLAGS = {"size_hw": "--size"}  # library parameter -> flag (fusionseg.cli.flags)
-
-
-def _default_data_dir() -> Path | None:
-    """The shared real-data folder beside the checkout (../shared/data), when it exists."""
-    candidate = Path(__file__).resolve().parents[3] / "shared" / "data"
-    return candidate if candidate.is_dir() else None
 
 
 def _parse_size(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[tuple[int, int]]:
@@ -51,15 +45,7 @@ def command() -> None:
     show_default=True,
     help="cpu: CPU cases only; cuda: also GPU cases (error without CUDA); auto: GPU cases when available.",
 )
-@click.option(
-    "--data",
-    "data_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    envvar="FUSIONSEG_SHARED_DATA",
-    help="Real-data folder with nyuv2-hha-ref/ and kitti-object-lidar3/ (default: ../shared/data beside "
-    "the checkout, if present; otherwise synthetic frames).",
-)
+@shared_data_option
 @click.option(
     "--size",
     "sizes",
@@ -119,7 +105,7 @@ def preprocess(
         repeat=repeat,
         warmup=warmup,
         device=device,
-        data_dir=data_dir if data_dir is not None else _default_data_dir(),
+        data_dir=data_dir,
         sizes=sizes,
         only=only,
         on_timing=None if as_json else on_timing,

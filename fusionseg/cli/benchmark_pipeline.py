@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from fusionseg.api import MODEL_NAMES
-from fusionseg.cli.options import json_option
+from fusionseg.cli.options import json_option, shared_data_option
 
 
 def _parse_hw(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
@@ -47,15 +47,7 @@ def _parse_hw(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
     metavar="WxH",
     help="The network's input size; frames are resized to it (the paper's protocol).",
 )
-@click.option(
-    "--data",
-    "data_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    envvar="FUSIONSEG_SHARED_DATA",
-    help="Real-data folder with nyuv2-hha-ref/ and kitti-object-lidar3/ (default: ../shared/data beside "
-    "the checkout, if present; otherwise synthetic frames of the same sizes).",
-)
+@shared_data_option
 @click.option(
     "--repeat", type=click.IntRange(min=1), default=5, show_default=True, help="Timed runs per case."
 )
@@ -109,7 +101,6 @@ def pipeline(
     random weights (speed does not depend on them).
     """
     from fusionseg import api
-    from fusionseg.cli.benchmark import _default_data_dir
     from fusionseg.cli.console import out, print_json
 
     report = api.benchmark_pipeline(
@@ -117,7 +108,7 @@ def pipeline(
         encodings=encodings,
         complete=complete,
         model_size_hw=model_size_hw,
-        data_dir=data_dir if data_dir is not None else _default_data_dir(),
+        data_dir=data_dir,
         repeat=repeat,
         warmup=warmup,
         device=device,

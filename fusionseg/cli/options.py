@@ -32,6 +32,28 @@ def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def _shared_data_dir(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """The given folder, else the shared real-data folder beside the checkout (../shared/data) if any."""
+    if value is not None:
+        return value
+    candidate = Path(__file__).resolve().parents[3] / "shared" / "data"
+    return candidate if candidate.is_dir() else None
+
+
+def shared_data_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add `--data DIR` (the real benchmark frames; default ../shared/data beside the checkout)."""
+    return click.option(
+        "--data",
+        "data_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        envvar="FUSIONSEG_SHARED_DATA",
+        callback=_shared_data_dir,
+        help="Real-data folder with nyuv2-hha-ref/ and kitti-object-lidar3/ (default: ../shared/data beside "
+        "the checkout, if present; otherwise synthetic frames).",
+    )(func)
+
+
 def workers_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add `--workers N` (0 = all cores) to a batch job over frames."""
     return click.option(

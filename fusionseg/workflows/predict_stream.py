@@ -116,8 +116,7 @@ def default_predict(seg: Segmenter, frame: Frame) -> NDArray[np.uint8]:
     for a model reading a prepared modality (HHA, JET, completed depth, ...), `Segmenter.predict_raw`
     with the checkpoint's input recipe and the frame's intrinsics."""
     direct = all(m == "rgb" or seg.kinds[m] == "depth" for m in seg.modalities)
-    recipes = getattr(seg, "recipes", {})
-    if direct or not all(m in recipes for m in seg.modalities):
+    if direct or not all(m in seg.recipes for m in seg.modalities):
         return seg.predict(frame_inputs(seg, frame))  # names what the frame cannot give
     return seg.predict_raw(rgb=frame.rgb, depth=frame.depth, intrinsics=frame.intrinsics)
 

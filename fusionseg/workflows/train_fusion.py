@@ -349,14 +349,11 @@ def train_fusion(
 
     if not (resume or skip_complete):  # fail before the slow set-up
         CheckpointManager(plan.dirs[0]).refuse_existing()
-    (train_set, val_set), model, experts = _build(cfg, in_channels, class_names=info.classes)
+    (train_set, val_set), model, experts, init_from = _build(cfg, in_channels, class_names=info.classes)
     meta = checkpoint_meta(cfg, kind=fc.scheme, in_channels=in_channels)
     meta["experts"] = [e.to_dict() for e in experts]
-    if cfg.train.init_from:
-        from fusionseg.fsutil import sha256_file
-
-        init = Path(cfg.train.init_from).expanduser()
-        meta["init_from"] = {"path": str(init.resolve()), "sha256": sha256_file(init)}
+    if init_from is not None:
+        meta["init_from"] = init_from
     results: list[StageResult] = []
     previous: Path | None = None
     for i, stage in enumerate(plan.stages):
@@ -389,8 +386,9 @@ def train_fusion(
 
 def _build(
     cfg: RunConfig, in_channels: Mapping[str, int], *, class_names: Sequence[str]
-) -> tuple[tuple[Any, Any], ExpertEnsemble, list[ExpertSource]]:
-    """The datasets, and the fused model with its experts loaded from their checkpoints."""
+) -> tuple[tuple[Any, Any], ExpertEnsemble, list[ExpertSource], dict[str, str] | None]:
+    """The datasets, and the fused model with its experts loaded from their checkpoints, or with every
+    weight from `train.init_from` (then its provenance comes last, and no expert sources)."""
     import torch
 
     from fusionseg.data.dataset import build_dataset
@@ -403,12 +401,14 @@ def _build(
     if cfg.train.init_from:  # experts and head from one fused checkpoint (fine-tuning)
         from fusionseg.workflows.init_from import load_init_weights
 
-        load_init_weights(model, cfg, kind=cfg.fusion.scheme, modalities=modalities, in_channels=in_channels)
-        return (train_set, val_set), model, []
+        init = load_init_weights(
+            model, cfg, kind=cfg.fusion.scheme, modalities=modalities, in_channels=in_channels
+        )
+        return (train_set, val_set), model, [], init
     experts = load_experts(
         model, cfg.fusion.experts, cfg=cfg, in_channels=in_channels, class_names=class_names
     )
-    return (train_set, val_set), model, experts
+    return (train_set, val_set), model, experts, None
 
 
 def _stage_meta(meta: Mapping[str, Any], stage: Stage, previous: Path | None) -> dict[str, Any]:

@@ -34,6 +34,7 @@ class _ThresholdSegmenter(Segmenter):
         self.kinds = {"rgb": "colour", "depth": "depth", "hha": "colour"}
         self.class_names = ["void", "blue", "far"]
         self.palette = PALETTE
+        self.recipes = {}  # how inputs are made from raw data: unknown for this stand-in
         self.calls: list[dict[str, np.ndarray]] = []
 
     def predict(self, inputs):  # type: ignore[override]

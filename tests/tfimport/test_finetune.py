@@ -13,17 +13,13 @@ from fusionseg.engine.checkpoint import load_checkpoint
 from fusionseg.fsutil import sha256_file
 
 
+def _unimodal(modality: str, checkpoint: Path, out: Path) -> list[str]:
+    return ["train-unimodal", "--modality", modality, "--init-from", str(checkpoint), "--out", str(out)]
+
+
 def test_train_unimodal_fine_tunes_an_imported_expert(converted: Path, tmp_path: Path, capsys) -> None:
     data = finetune_dataset(tmp_path / "data", ("rgb",))
-    args = [
-        "train-unimodal",
-        "--modality",
-        "rgb",
-        "--init-from",
-        str(converted),
-        "--out",
-        str(tmp_path / "run"),
-    ]
+    args = _unimodal("rgb", converted, tmp_path / "run")
     assert main([*args, *finetune_sets(data, ["train.lr=0", "train.lr_end=0"]), "--json"]) == 0
     last = load_checkpoint(tmp_path / "run" / "last.pt")
     assert last["init_from"] == {"path": str(converted.resolve()), "sha256": sha256_file(converted)}
@@ -35,27 +31,11 @@ def test_train_unimodal_fine_tunes_an_imported_expert(converted: Path, tmp_path:
 
 def test_weights_of_another_function_are_refused(converted: Path, tmp_path: Path, capsys) -> None:
     data = finetune_dataset(tmp_path / "data", ("rgb",))
-    args = [
-        "train-unimodal",
-        "--modality",
-        "rgb",
-        "--init-from",
-        str(converted),
-        "--out",
-        str(tmp_path / "run"),
-    ]
+    args = _unimodal("rgb", converted, tmp_path / "run")
     assert main([*args, *finetune_sets(data, ["model.padding=symmetric"])]) == 2
     err = capsys.readouterr().err
     assert "model.padding is 'tf_same' but this run's is 'symmetric'" in err and len(err.splitlines()) == 1
     data = finetune_dataset(tmp_path / "data-hha", ("hha",))
-    args = [
-        "train-unimodal",
-        "--modality",
-        "hha",
-        "--init-from",
-        str(converted),
-        "--out",
-        str(tmp_path / "r2"),
-    ]
+    args = _unimodal("hha", converted, tmp_path / "r2")
     assert main([*args, *finetune_sets(data, [])]) == 2
     assert "modalities" in capsys.readouterr().err

@@ -42,20 +42,26 @@ def complete_depth(depth_m: NDArray[np.float32], options: PrepareOptions) -> NDA
 
 
 def _complete_torch(depth_m: NDArray[np.float32], options: PrepareOptions) -> NDArray[np.float32]:
-    """`complete_depth` by the torch back-end (`modalities.completion_torch`), a batch of one frame."""
+    """`complete_depth` by the torch back-end, a batch of one frame."""
+    return complete_depth_batch_torch(depth_m[None], options)[0]
+
+
+def complete_depth_batch_torch(depth_m: NDArray[np.float32], options: PrepareOptions) -> NDArray[np.float32]:
+    """`complete_depth` of a (B, H, W) float32 batch (metres) at once by `modalities.completion_torch`
+    on `options.device` (within 1e-4 m of the numpy port); returns (B, H, W) float32 metres."""
     import torch
 
     from fusionseg.modalities.completion_torch import complete_depth_torch
 
     filled = complete_depth_torch(
-        torch.from_numpy(depth_m)[None],  # (1, H, W) m
+        torch.from_numpy(depth_m),  # (B, H, W) m
         method=options.complete,
         max_depth=options.max_depth_m,
         extrapolate=options.extrapolate,
         blur_type=options.blur,
         device=options.device,
     )
-    return filled[0].cpu().numpy()
+    return filled.cpu().numpy()
 
 
 def depth_products(
